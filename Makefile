@@ -1,0 +1,36 @@
+# Lingyun: `make run` serves the embedded default; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# llama.cpp is compiled from source: portable flags so the wheel runs on any x86-64 CPU.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+.PHONY: install run test lint typecheck bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip wheel
+	# torch is pinned to the CPU build on local disk; installing it first keeps
+	# sentence-transformers from pulling a CUDA build.
+	$(PY) -m pip install -q 'torch==2.13.0'
+	$(PY) -m pip install -q -e '.[transformers,embeddings,llamacpp,dev]'
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/lingyun serve
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: install lint typecheck
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf $(VENV) .lingyun .pytest_cache .mypy_cache .ruff_cache

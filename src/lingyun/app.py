@@ -1,0 +1,127 @@
+"""The Lingyun server: wires store, supervisor and gateway pipeline into one ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from lingyun import __version__
+from lingyun.api.errors import install_error_handlers
+from lingyun.api.openai.routes import router as openai_router
+from lingyun.config import Settings
+from lingyun.gateway.admit import AdmitAll
+from lingyun.gateway.authenticate import Authenticator
+from lingyun.gateway.pipeline import Gateway
+from lingyun.gateway.queue import NoQueue
+from lingyun.gateway.relay import Relay
+from lingyun.gateway.resolve import ModelCatalog
+from lingyun.gateway.route import RouterChain
+from lingyun.gateway.settle import Settler
+from lingyun.metering.usage_writer import UsageWriter
+from lingyun.serving.deployments import DeploymentStore, merge
+from lingyun.serving.local import LocalSupervisor
+from lingyun.store.db import Database
+from lingyun.tenancy.service import TenancyService
+
+logger = logging.getLogger(__name__)
+
+# How often a running server picks up deployments added with `lingyun deploy`.
+DEPLOYMENT_POLL_S = 5.0
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.resolved_database_url())
+        await db.migrate()
+        store = DeploymentStore(db)
+        deployments = merge(settings.deployments(), await store.list())
+        catalog = ModelCatalog()
+        catalog.replace(deployments)
+        supervisor = LocalSupervisor(settings.data_dir)
+        writer = UsageWriter(db)
+        relay = Relay(timeout_s=settings.upstream_timeout_s)
+        app.state.db = db
+        app.state.supervisor = supervisor
+        app.state.started_at = time.time()
+        app.state.gateway = Gateway(
+            authenticator=Authenticator(TenancyService(db).lookup_key),
+            catalog=catalog,
+            admission=AdmitAll(),
+            queue=NoQueue(),
+            router=RouterChain(),
+            relay=relay,
+            settler=Settler(writer),
+            replicas=supervisor,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        writer.start()
+        await supervisor.start(deployments)
+        poller = asyncio.create_task(_follow_deployments(settings, store, catalog, supervisor))
+        logger.info("serving %d deployment(s): %s", len(deployments), [d.name for d in deployments])
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await supervisor.stop()
+            await relay.close()
+            await writer.stop()
+            await db.close()
+
+    app = FastAPI(title="Lingyun", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(openai_router)
+
+    @app.get("/health", tags=["ops"])
+    async def health(request: Request) -> dict[str, Any]:
+        sup: LocalSupervisor = request.app.state.supervisor
+        return {
+            "status": "ok",
+            "deployments": [
+                {
+                    "name": d.name,
+                    "engine": d.engine,
+                    "healthy_replicas": d.healthy_replicas,
+                    "replicas": len(d.replicas),
+                    "error": d.error,
+                    "replica_states": [
+                        {
+                            "id": r.replica_id,
+                            "state": r.state.value,
+                            "pid": r.pid,
+                            "restarts": r.restarts,
+                        }
+                        for r in d.replicas
+                    ],
+                }
+                for d in sup.status()
+            ],
+        }
+
+    return app
+
+
+async def _follow_deployments(
+    settings: Settings, store: DeploymentStore, catalog: ModelCatalog, sup: LocalSupervisor
+) -> None:
+    current = catalog.deployments()
+    while True:
+        await asyncio.sleep(DEPLOYMENT_POLL_S)
+        try:
+            wanted = merge(settings.deployments(), await store.list())
+            if wanted != current:
+                await sup.apply(wanted)
+                catalog.replace(wanted)
+                current = wanted
+                logger.info("deployments changed: %s", [d.name for d in wanted])
+        except Exception:
+            logger.exception("could not apply stored deployments")

@@ -1,0 +1,41 @@
+"""``lingyun serve``: the gateway, its replicas and the API in one process."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from lingyun.app import create_app
+from lingyun.cli.common import ConfigOpt, DatabaseUrlOpt, DataDirOpt, settings_from
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000].")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Serve the OpenAI-compatible API and start every declared deployment's replicas."""
+    settings = settings_from(config, data_dir, database_url, host=host, port=port)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Health probes and the relay log every request at INFO; keep the server log readable.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,74 @@
+"""``lingyun tenants`` and ``lingyun projects``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lingyun.cli.common import (
+    ConfigOpt,
+    DatabaseUrlOpt,
+    DataDirOpt,
+    JsonOpt,
+    emit_json,
+    run_with_db,
+    settings_from,
+)
+from lingyun.tenancy.service import TenancyService
+
+tenants = typer.Typer(no_args_is_help=True, help="Organisations that own projects and keys.")
+projects = typer.Typer(no_args_is_help=True, help="Workspaces inside a tenant.")
+
+
+@tenants.command("create")
+def create_tenant(
+    name: Annotated[str, typer.Argument(help="Unique tenant name.")],
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a tenant (with a project named 'default')."""
+    settings = settings_from(config, data_dir, database_url)
+    tenant = run_with_db(settings, lambda db: TenancyService(db).create_tenant(name))
+    if as_json:
+        emit_json({"id": tenant.id, "name": tenant.name})
+    else:
+        typer.echo(f"Created tenant {tenant.name} ({tenant.id}).")
+
+
+@tenants.command("list")
+def list_tenants(
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List tenants."""
+    settings = settings_from(config, data_dir, database_url)
+    rows = run_with_db(settings, lambda db: TenancyService(db).list_tenants())
+    data = [{"id": t.id, "name": t.name, "created_at": t.created_at} for t in rows]
+    if as_json:
+        emit_json(data)
+    else:
+        for t in rows:
+            typer.echo(f"{t.id}  {t.name}")
+
+
+@projects.command("create")
+def create_project(
+    name: Annotated[str, typer.Argument(help="Project name, unique within the tenant.")],
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name.")],
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a project inside a tenant."""
+    settings = settings_from(config, data_dir, database_url)
+    project = run_with_db(settings, lambda db: TenancyService(db).create_project(tenant, name))
+    if as_json:
+        emit_json({"id": project.id, "name": project.name, "tenant_id": project.tenant_id})
+    else:
+        typer.echo(f"Created project {project.name} ({project.id}) in tenant {tenant}.")

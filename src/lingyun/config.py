@@ -1,0 +1,106 @@
+"""Settings (env ``LINGYUN_*``, CLI flags, optional YAML file) and deployment declarations.
+
+A YAML config may hold server settings at the top level and a ``models:`` list; CLI flags win
+over the file, the file over the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+class DeploymentConfig(BaseModel):
+    """One entry of ``models:``: a public model name served by an engine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
+    engine: str
+    model: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    replicas: int = Field(default=1, ge=0, le=64)
+    max_inflight: int | None = Field(default=None, ge=1)
+    # openai-compatible upstreams
+    provider: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    region: str | None = None
+    # later issues: autoscaling, placement, failover
+    min_replicas: int | None = Field(default=None, ge=0)
+    max_replicas: int | None = Field(default=None, ge=1)
+    target_inflight: int | None = Field(default=None, ge=1)
+    idle_timeout_s: float | None = Field(default=None, gt=0)
+    resources: dict[str, Any] = Field(default_factory=dict)
+    fallbacks: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        from lingyun.engines.registry import ENGINES
+
+        if value not in ENGINES:
+            raise ValueError(f"unknown engine {value!r}; choose one of {sorted(ENGINES)}")
+        return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LINGYUN_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".lingyun")
+    database_url: str | None = None
+    config_file: Path | None = None
+    redis_url: str | None = None
+    # Request bodies above this are refused with 413 before they are parsed.
+    max_body_bytes: int = 4 * 1024 * 1024
+    # Prompt text is never stored unless this is on.
+    store_prompts: bool = False
+    # Seconds a replica may take to answer before the gateway gives up.
+    upstream_timeout_s: float = 600.0
+    scheduler: str = "vtc"
+    models: list[DeploymentConfig] | None = None
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'lingyun.db').resolve()}"
+
+    def deployments(self) -> list[DeploymentConfig]:
+        """Declared deployments; a fresh install serves the packaged embedding model."""
+        if self.models is not None:
+            return self.models
+        return [
+            DeploymentConfig(
+                name=DEFAULT_EMBEDDING_MODEL, engine="embeddings", model=DEFAULT_EMBEDDING_MODEL
+            )
+        ]
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Environment, then the YAML file, then explicit overrides (``None`` means unset)."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            raw = yaml.safe_load(config_file.read_text()) or {}
+        except OSError as exc:
+            raise ValueError(f"cannot read config file {config_file}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {config_file} is not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ValueError(f"config file {config_file} must be a mapping at the top level")
+        values.update(raw)
+        values["config_file"] = config_file
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ValueError(f"invalid configuration: {exc}") from exc

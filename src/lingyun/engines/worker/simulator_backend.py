@@ -1,0 +1,154 @@
+"""The simulator: a stand-in for a GPU engine in load tests, with no model at all.
+
+It streams deterministic text (cycling words chosen by a hash of the prompt: the same request
+gives the same text) at a configured pace, and counts tokens deterministically, so the
+gateway's queueing, routing, relaying and metering can be driven at thousands of requests per
+second on a laptop. It also serves embeddings (hash vectors) so benchmarks can use one worker.
+
+Arguments (``--args`` JSON): ``ttft_ms`` (0) delay before the first token, ``itl_ms`` (0)
+delay between tokens, ``output_tokens`` (16) length when a request sets no limit (ending with
+finish_reason "stop"; a request's max_tokens ends with "length"), ``dim`` (64) embedding size.
+
+Extra request fields for tests: ``sim_fail_after`` (abort with a server error after that many
+tokens), ``sim_crash_after`` (``os._exit(1)`` after that many tokens: a dying replica),
+``sim_ttft_ms`` / ``sim_itl_ms`` (override the pace for one request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from lingyun.api.openai.protocol import ChatMessage
+from lingyun.engines.worker.backend import Delta, Embeddings, Prompt, SamplingParams, arg
+from lingyun.errors import InvalidRequestError, LingyunError
+
+logger = logging.getLogger(__name__)
+
+_TEXT = """the cloud serves models to many tenants and meters every token while the gateway
+routes each request to a healthy replica 凌云 模型 token stream latency batch queue fair
+budget ledger price usage reply answer model engine worker"""
+_WORDS = tuple(_TEXT.split())
+# Precomputed token texts: the first token has no leading space.
+_FIRST = tuple(_WORDS)
+_NEXT = tuple(" " + w for w in _WORDS)
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_]+|[^\sA-Za-z0-9_]")
+# Per chat message: role and separators, as chat templates add them.
+_MESSAGE_OVERHEAD = 4
+
+
+def count_tokens(text: str) -> int:
+    """Deterministic stand-in for a tokenizer: ASCII words, and every other character."""
+    return len(_TOKEN_RE.findall(text))
+
+
+class SimulatorBackend:
+    """Deterministic fake engine; see the module docstring."""
+
+    name = "simulator"
+    features: frozenset[str] = frozenset()
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.ttft = float(arg(args, "ttft_ms", float, 0.0)) / 1000
+        self.itl = float(arg(args, "itl_ms", float, 0.0)) / 1000
+        self.output_tokens = int(arg(args, "output_tokens", int, 16))
+        self.dim = int(arg(args, "dim", int, 64))
+        if self.output_tokens < 1 or self.dim < 1 or self.ttft < 0 or self.itl < 0:
+            raise ValueError("Simulator arguments must be positive (output_tokens, dim >= 1).")
+        self.active = 0
+        self.generated_tokens = 0
+
+    def health(self) -> dict[str, Any]:
+        return {"active": self.active, "generated_tokens": self.generated_tokens}
+
+    async def aclose(self) -> None:
+        return None
+
+    def chat_prompt(self, messages: list[ChatMessage]) -> Prompt:
+        text = "\n".join(f"{m.role}: {m.text()}" for m in messages)
+        n = sum(count_tokens(m.text()) + _MESSAGE_OVERHEAD for m in messages) + 2
+        return Prompt(text, None, n)
+
+    def completion_prompt(self, prompt: str | list[int]) -> Prompt:
+        if isinstance(prompt, str):
+            return Prompt(prompt, None, count_tokens(prompt))
+        return Prompt(None, list(prompt), len(prompt))
+
+    @staticmethod
+    def _int_field(params: SamplingParams, key: str) -> int | None:
+        value = params.extra.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise InvalidRequestError(f"{key} must be a non-negative number.", param=key)
+        return int(value)
+
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+        fail_after = self._int_field(params, "sim_fail_after")
+        crash_after = self._int_field(params, "sim_crash_after")
+        ttft_ms = self._int_field(params, "sim_ttft_ms")
+        itl_ms = self._int_field(params, "sim_itl_ms")
+        ttft = self.ttft if ttft_ms is None else ttft_ms / 1000
+        itl = self.itl if itl_ms is None else itl_ms / 1000
+        limit = params.max_tokens or self.output_tokens
+        natural_end = "length" if params.max_tokens else "stop"
+        key = prompt.text if prompt.text is not None else repr(prompt.token_ids)
+        start = zlib.crc32(key.encode()) + 7 * params.index + (params.seed or 0)
+        words = len(_WORDS)
+        self.active += 1
+        try:
+            if ttft:
+                await asyncio.sleep(ttft)
+            for i in range(limit):
+                if crash_after is not None and i >= crash_after:
+                    logger.warning("simulated crash after %d tokens", i)
+                    os._exit(1)
+                if fail_after is not None and i >= fail_after:
+                    raise LingyunError(f"Simulated engine failure after {i} tokens.")
+                if i and itl:
+                    await asyncio.sleep(itl)
+                self.generated_tokens += 1
+                text = (_NEXT if i else _FIRST)[(start + i) % words]
+                yield Delta(text, 1, natural_end if i == limit - 1 else None)
+        finally:
+            self.active -= 1
+
+    def _vector(self, item: str | list[int]) -> list[float]:
+        seed = (item if isinstance(item, str) else repr(item)).encode()
+        raw = b""
+        counter = 0
+        while len(raw) < self.dim:
+            raw += hashlib.blake2b(seed + counter.to_bytes(4, "little"), digest_size=64).digest()
+            counter += 1
+        vec = [b / 127.5 - 1.0 for b in raw[: self.dim]]
+        norm = sum(x * x for x in vec) ** 0.5 or 1.0
+        return [x / norm for x in vec]
+
+    async def embed(
+        self, inputs: list[str] | list[list[int]], dimensions: int | None
+    ) -> Embeddings:
+        if dimensions is not None and dimensions > self.dim:
+            raise InvalidRequestError(
+                f"dimensions must be at most {self.dim} for this model.", param="dimensions"
+            )
+        vectors = [self._vector(x) for x in inputs]
+        if dimensions is not None and dimensions < self.dim:
+            vectors = [_renorm(v[:dimensions]) for v in vectors]
+        tokens = sum(count_tokens(x) if isinstance(x, str) else len(x) for x in inputs)
+        return Embeddings(vectors, tokens)
+
+
+def _renorm(vec: list[float]) -> list[float]:
+    norm = sum(x * x for x in vec) ** 0.5 or 1.0
+    return [x / norm for x in vec]
+
+
+def create(model: str | None, args: dict[str, Any]) -> SimulatorBackend:
+    del model  # nothing to load: the simulator has no weights
+    return SimulatorBackend(args)

@@ -1,0 +1,32 @@
+"""Engines served by our own worker server (``lingyun worker``): transformers, embeddings,
+simulator. The worker speaks the OpenAI API so the gateway treats it like any other replica."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+from lingyun.engines.base import ProcessSpec
+
+if TYPE_CHECKING:
+    from lingyun.config import DeploymentConfig
+
+
+class WorkerEngine:
+    def __init__(self, backend: str) -> None:
+        self.name = backend
+
+    def process(self, dep: DeploymentConfig, host: str, port: int) -> ProcessSpec:
+        argv = [
+            sys.executable, "-m", "lingyun.cli.main", "worker",
+            "--backend", self.name,
+            "--host", host,
+            "--port", str(port),
+            "--served-model-name", dep.name,
+        ]  # fmt: skip
+        if dep.model:
+            argv += ["--model", dep.model]
+        if dep.args:
+            argv += ["--args", json.dumps(dep.args)]
+        return ProcessSpec(argv=argv, health_path="/health", model_id=dep.name)

@@ -1,0 +1,48 @@
+"""Stage 3: admission — rate limits and budget reservations, before any engine work.
+
+The pipeline calls ``admit`` before routing and ``release`` exactly once afterwards with the
+final usage. Concrete policies (RPM/TPM, balances) plug in here; refusals raise
+``RateLimitError`` / ``InsufficientQuotaError``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from lingyun.gateway.context import RequestContext
+
+
+class Admission(Protocol):
+    async def admit(self, ctx: RequestContext) -> None: ...
+
+    async def release(self, ctx: RequestContext) -> None: ...
+
+
+class AdmitAll:
+    async def admit(self, ctx: RequestContext) -> None:
+        return None
+
+    async def release(self, ctx: RequestContext) -> None:
+        return None
+
+
+class AdmissionChain:
+    """Several policies in order; a refusal releases those already passed."""
+
+    def __init__(self, policies: list[Admission]) -> None:
+        self.policies = policies
+
+    async def admit(self, ctx: RequestContext) -> None:
+        passed: list[Admission] = []
+        try:
+            for policy in self.policies:
+                await policy.admit(ctx)
+                passed.append(policy)
+        except Exception:
+            for policy in reversed(passed):
+                await policy.release(ctx)
+            raise
+
+    async def release(self, ctx: RequestContext) -> None:
+        for policy in reversed(self.policies):
+            await policy.release(ctx)

@@ -1,0 +1,89 @@
+"""Stage 1: API key -> key, project, tenant.
+
+Lookups are cached in memory for ``ttl_s`` (hits and misses alike), so the hot path makes no
+database round trip; a revoked key stops working within ``ttl_s`` on every gateway, and a
+flood of made-up keys costs one query per distinct key per ``ttl_s``. Concurrent misses on
+one key share a single query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from lingyun.errors import AuthenticationError
+from lingyun.tenancy.keys import hash_secret
+from lingyun.tenancy.service import KeyInfo
+
+Lookup = Callable[[str], Awaitable[KeyInfo | None]]
+
+
+class Authenticator:
+    def __init__(self, lookup: Lookup, ttl_s: float = 1.0, max_entries: int = 100_000) -> None:
+        self._lookup = lookup
+        self._ttl = ttl_s
+        self._max = max_entries
+        self._cache: OrderedDict[str, tuple[float, KeyInfo | None]] = OrderedDict()
+        self._pending: dict[str, asyncio.Task[KeyInfo | None]] = {}
+
+    async def authenticate(self, authorization: str | None) -> KeyInfo:
+        secret = _bearer(authorization)
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            info = hit[1]
+        else:
+            info = await self._load(digest)
+        if info is None:
+            raise AuthenticationError(
+                f"Incorrect API key provided: {_redact(secret)}. "
+                "Create a key with `lingyun keys create`."
+            )
+        if info.expires_at is not None and info.expires_at.timestamp() <= time.time():
+            raise AuthenticationError("This API key has expired.", code="expired_api_key")
+        return info
+
+    def invalidate(self) -> None:
+        """Forget everything, e.g. after this process revoked a key."""
+        self._cache.clear()
+
+    async def _load(self, digest: str) -> KeyInfo | None:
+        # The query runs as its own task so a cancelled client cannot cancel it for the
+        # other requests waiting on the same key.
+        task = self._pending.get(digest)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(digest))
+            self._pending[digest] = task
+        return await asyncio.shield(task)
+
+    async def _fetch(self, digest: str) -> KeyInfo | None:
+        try:
+            info = await self._lookup(digest)
+        finally:
+            self._pending.pop(digest, None)
+        self._cache[digest] = (time.monotonic() + self._ttl, info)
+        self._cache.move_to_end(digest)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return info
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthenticationError(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
+        )
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError("The Authorization header must be 'Bearer YOUR_KEY'.")
+    return token
+
+
+def _redact(secret: str) -> str:
+    if len(secret) <= 10:
+        return "****"
+    return f"{secret[:6]}****{secret[-4:]}"

@@ -1,0 +1,59 @@
+"""The one object a request carries through the pipeline stages."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lingyun.config import DeploymentConfig
+    from lingyun.serving.replica import Replica
+    from lingyun.tenancy.service import KeyInfo
+
+
+def new_request_id() -> str:
+    return f"req_{secrets.token_hex(12)}"
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    # True once an engine reported usage; otherwise the counts are our own estimate.
+    reported: bool = False
+
+
+@dataclass
+class RequestContext:
+    endpoint: str  # "chat.completions" | "completions" | "embeddings"
+    body: dict[str, Any]
+    stream: bool
+    # Did the client ask for the final usage chunk? (We always ask the engine for it.)
+    client_wants_usage: bool
+    # Upper bound on output tokens, for admission's worst case; None = engine default.
+    max_output_tokens: int | None
+    request_id: str = field(default_factory=new_request_id)
+    started: float = field(default_factory=time.perf_counter)
+    key: KeyInfo | None = None
+    model: str = ""
+    deployment: DeploymentConfig | None = None
+    replica: Replica | None = None
+    usage: Usage = field(default_factory=Usage)
+    first_byte_at: float | None = None
+    status_code: int = 200
+    error_code: str | None = None
+    # Set once a stream reached its end ([DONE] or an error event) rather than being cut off.
+    stream_ended: bool = False
+    # Content pieces streamed so far: the fallback count when an engine reports no usage.
+    streamed_pieces: int = 0
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def ttft_ms(self) -> float | None:
+        if self.first_byte_at is None:
+            return None
+        return (self.first_byte_at - self.started) * 1000

@@ -1,0 +1,276 @@
+"""The request pipeline: authenticate -> resolve -> admit -> queue -> route -> relay -> settle.
+
+``Gateway.handle`` runs the stages once, forward, over one ``RequestContext``. Whatever path a
+request takes (served, refused, failed, cancelled by the client), ``_finish`` runs exactly
+once: it closes the upstream response, returns the replica slot, the queue slot and the
+admission reservation, and settles usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import httpx
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from lingyun.api.openai.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    parse_request,
+)
+from lingyun.errors import ClientDisconnectedError, LingyunError, RequestTooLargeError
+from lingyun.gateway.admit import Admission
+from lingyun.gateway.authenticate import Authenticator
+from lingyun.gateway.context import RequestContext
+from lingyun.gateway.queue import CapacityQueue
+from lingyun.gateway.relay import Relay, ReplicaUnreachableError, record_error
+from lingyun.gateway.resolve import ModelCatalog
+from lingyun.gateway.route import RouterChain
+from lingyun.gateway.settle import Settler
+from lingyun.serving.replica import Replica
+
+logger = logging.getLogger(__name__)
+
+MAX_CONNECT_ATTEMPTS = 3
+T = TypeVar("T")
+
+
+class ReplicaSource(Protocol):
+    def replicas(self, deployment: str) -> Sequence[Replica]: ...
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    model: type[BaseModel]
+
+
+CHAT = Endpoint("chat.completions", ChatCompletionRequest)
+COMPLETIONS = Endpoint("completions", CompletionRequest)
+EMBEDDINGS = Endpoint("embeddings", EmbeddingRequest)
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        catalog: ModelCatalog,
+        admission: Admission,
+        queue: CapacityQueue,
+        router: RouterChain,
+        relay: Relay,
+        settler: Settler,
+        replicas: ReplicaSource,
+        max_body_bytes: int,
+    ) -> None:
+        self.authenticator = authenticator
+        self.catalog = catalog
+        self.admission = admission
+        self.queue = queue
+        self.router = router
+        self.relay = relay
+        self.settler = settler
+        self.replica_source = replicas
+        self.max_body_bytes = max_body_bytes
+
+    async def handle(self, request: Request, endpoint: Endpoint) -> Response:
+        key = await self.authenticator.authenticate(request.headers.get("authorization"))
+        parsed = parse_request(endpoint.model, await read_body(request, self.max_body_bytes))
+        ctx = _context(endpoint, parsed)
+        ctx.key = key
+        ctx.model = ctx.body["model"]
+        finish = _Finisher(self, ctx)
+        handed_off = False
+        try:
+            ctx.deployment = self.catalog.resolve(key, ctx.model)
+            await self.admission.admit(ctx)
+            finish.admitted = True
+            await self.queue.acquire(ctx)
+            finish.queued = True
+            if ctx.stream:
+                resp = await self._with_replica(ctx, finish, self.relay.open_stream)
+                finish.upstream = resp
+                handed_off = True
+                return _StreamResponse(self.relay.events(ctx, resp), finish)
+            body = await _unless_disconnected(
+                request, self._with_replica(ctx, finish, self.relay.unary)
+            )
+            return Response(
+                body, media_type="application/json", headers={"x-request-id": ctx.request_id}
+            )
+        except LingyunError as err:
+            record_error(ctx, err)
+            err.request_id = ctx.request_id
+            raise
+        except asyncio.CancelledError:
+            ctx.status_code, ctx.error_code = 499, "client_disconnected"
+            raise
+        finally:
+            if not handed_off:
+                await finish()
+
+    async def _with_replica(
+        self,
+        ctx: RequestContext,
+        finish: _Finisher,
+        call: Callable[[RequestContext], Awaitable[T]],
+    ) -> T:
+        """Route and call; a connection refused before any byte is retried elsewhere."""
+        assert ctx.deployment is not None
+        tried: set[str] = set()
+        while True:
+            candidates = [
+                r
+                for r in self.replica_source.replicas(ctx.deployment.name)
+                if r.replica_id not in tried
+            ]
+            replica = self.router.pick(ctx.model, candidates)
+            finish.take_replica(replica)
+            try:
+                return await call(ctx)
+            except ReplicaUnreachableError:
+                tried.add(replica.replica_id)
+                finish.drop_replica()
+                if len(tried) >= MAX_CONNECT_ATTEMPTS:
+                    raise
+                logger.warning("replica %s unreachable; retrying elsewhere", replica.replica_id)
+
+
+class _Finisher:
+    """Releases everything a request holds, exactly once."""
+
+    def __init__(self, gateway: Gateway, ctx: RequestContext) -> None:
+        self.gateway = gateway
+        self.ctx = ctx
+        self.admitted = False
+        self.queued = False
+        self.upstream: httpx.Response | None = None
+        self._done = False
+
+    def take_replica(self, replica: Replica) -> None:
+        self.ctx.replica = replica
+        replica.inflight += 1
+
+    def drop_replica(self) -> None:
+        if self.ctx.replica is not None:
+            self.ctx.replica.inflight -= 1
+            self.ctx.replica = None
+
+    async def __call__(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        ctx, gw = self.ctx, self.gateway
+        try:
+            if self.upstream is not None:
+                await self.upstream.aclose()
+        finally:
+            if ctx.replica is not None:
+                ctx.replica.inflight -= 1
+            if self.queued:
+                gw.queue.release(ctx)
+            try:
+                if self.admitted:
+                    await gw.admission.release(ctx)
+            finally:
+                gw.settler.settle(ctx)
+
+
+class _StreamResponse(StreamingResponse):
+    """An SSE response that settles when it ends, however it ends (even if never iterated)."""
+
+    def __init__(self, content: Any, finish: _Finisher) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"x-request-id": finish.ctx.request_id, "cache-control": "no-cache"},
+        )
+        self._finish = finish
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = self._finish.ctx
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Starlette ends a stream quietly when the client goes away; whatever the path,
+            # a stream that did not reach its end was cut off by the client.
+            if not ctx.stream_ended and ctx.status_code == 200:
+                ctx.status_code, ctx.error_code = 499, "client_disconnected"
+            await self._finish()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing one over ``limit`` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> RequestTooLargeError:
+    return RequestTooLargeError(f"Request body is larger than the limit of {limit} bytes.")
+
+
+def _context(endpoint: Endpoint, parsed: BaseModel) -> RequestContext:
+    body = parsed.model_dump(exclude_unset=True)
+    body["model"] = parsed.model  # type: ignore[attr-defined]
+    if isinstance(parsed, ChatCompletionRequest | CompletionRequest):
+        parsed.stop_list()  # validates the count
+        return RequestContext(
+            endpoint=endpoint.name,
+            body=body,
+            stream=parsed.stream,
+            client_wants_usage=parsed.wants_usage_chunk(),
+            max_output_tokens=parsed.output_limit(),
+        )
+    if isinstance(parsed, EmbeddingRequest):
+        parsed.inputs()  # validates emptiness
+    return RequestContext(
+        endpoint=endpoint.name,
+        body=body,
+        stream=False,
+        client_wants_usage=False,
+        max_output_tokens=0,
+    )
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Run ``work``; if the client goes away first, cancel it (and so the upstream call)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientDisconnectedError("The client closed the connection.")
+    return task.result()
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,73 @@
+"""Group-committed usage rows: requests hand rows to a queue; one task writes them in batches.
+
+A request never waits for a database round trip of its own. ``flush()`` on shutdown writes
+what is queued. (The durable, crash-proof ledger with reservations is the billing layer's;
+this writer records what happened for usage reports.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from sqlalchemy import insert
+
+from lingyun.store.db import Database
+from lingyun.store.models import UsageRecord
+
+logger = logging.getLogger(__name__)
+
+
+class UsageWriter:
+    def __init__(self, db: Database, max_batch: int = 500, max_delay_s: float = 0.05) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="usage-writer")
+
+    def submit(self, row: dict[str, Any]) -> None:
+        self._queue.put_nowait(row)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        while not self._queue.empty():
+            await self._write(self._drain())
+
+    def _drain(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        while len(rows) < self.max_batch and not self._queue.empty():
+            rows.append(self._queue.get_nowait())
+        return rows
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            await asyncio.sleep(self.max_delay_s)  # let a batch gather
+            rows = [first, *self._drain()]
+            try:
+                await self._write(rows)
+            except Exception:
+                logger.exception("writing %d usage rows failed; retrying in 1 s", len(rows))
+                for row in rows:
+                    self._queue.put_nowait(row)
+                await asyncio.sleep(1.0)
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        async with self.db.session() as s:
+            await s.execute(insert(UsageRecord), rows)
+            await s.commit()

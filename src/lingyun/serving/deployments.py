@@ -1,0 +1,52 @@
+"""Deployments declared with ``lingyun deploy`` (stored), merged with the config file's."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+
+from lingyun.config import DeploymentConfig
+from lingyun.errors import NotFoundError
+from lingyun.store.db import Database
+from lingyun.store.models import DeploymentRow, utcnow
+
+
+class DeploymentStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def save(self, dep: DeploymentConfig) -> None:
+        spec = dep.model_dump(exclude_defaults=True)
+        async with self.db.session() as s:
+            row = await s.get(DeploymentRow, dep.name)
+            if row is None:
+                s.add(DeploymentRow(name=dep.name, spec=spec))
+            else:
+                row.spec = spec
+                row.updated_at = utcnow()
+            await s.commit()
+
+    async def list(self) -> list[DeploymentConfig]:
+        async with self.db.session() as s:
+            rows = (await s.scalars(select(DeploymentRow).order_by(DeploymentRow.name))).all()
+        return [DeploymentConfig.model_validate(row.spec) for row in rows]
+
+    async def remove(self, name: str) -> None:
+        async with self.db.session() as s:
+            result = await s.execute(delete(DeploymentRow).where(DeploymentRow.name == name))
+            await s.commit()
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFoundError(f"No stored deployment {name!r}.", param="name", code="not_found")
+
+
+def merge(
+    configured: list[DeploymentConfig], stored: list[DeploymentConfig]
+) -> list[DeploymentConfig]:
+    """The config file's deployments, then stored ones; a stored name may not shadow one."""
+    names = {d.name for d in configured}
+    clash = [d.name for d in stored if d.name in names]
+    if clash:
+        raise ValueError(
+            f"deployments {clash} are declared in the config file and with `lingyun deploy`; "
+            "remove one (`lingyun undeploy NAME`)"
+        )
+    return [*configured, *stored]

@@ -1,0 +1,64 @@
+"""Health probing of replica processes: ``GET {health_path}`` answering 200 means routable.
+
+Probes are how a replica *becomes* healthy (the process is up but the model may still be
+loading) and how a hung one is taken out of routing. A replica whose process exits is marked
+unhealthy by the supervisor's ``proc.wait()``, not here: a probe would notice seconds late.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    """Timings of probing and restarting; tests shrink them, production keeps the defaults."""
+
+    # While waiting for the first 200: probe often, so a ready replica is routable at once.
+    startup_interval_s: float = 0.25
+    # Once healthy: a probe every few seconds is enough to catch a hung replica.
+    interval_s: float = 5.0
+    probe_timeout_s: float = 5.0
+    # Consecutive failed probes before a running replica leaves routing (one slow answer
+    # under heavy load should not empty the pool).
+    failure_threshold: int = 2
+    # Restart delay after a crash: doubles from initial to max; back to initial once the
+    # replica had stayed healthy for reset_after_s.
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    backoff_reset_after_s: float = 60.0
+    # stop(): SIGTERM, then SIGKILL after this long.
+    stop_grace_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        if not 0 < self.backoff_initial_s <= self.backoff_max_s:
+            raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
+
+    def next_backoff(self, current: float) -> float:
+        return min(current * 2, self.backoff_max_s)
+
+
+async def probe(client: httpx.AsyncClient, url: str, timeout_s: float) -> bool:
+    """True when ``url`` answers 200; any connection error or other status is False."""
+    try:
+        response = await client.get(url, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        logger.debug("health probe %s failed: %s", url, exc)
+        return False
+    if response.status_code != 200:
+        logger.debug("health probe %s answered %s", url, response.status_code)
+        return False
+    return True
+
+
+def probe_client() -> httpx.AsyncClient:
+    """A client for probing local replicas; ignores proxy variables, which would otherwise
+    send 127.0.0.1 probes through a corporate proxy."""
+    return httpx.AsyncClient(trust_env=False, follow_redirects=False)

@@ -1,0 +1,378 @@
+"""``LocalSupervisor``: replicas as child processes of the gateway, on this machine.
+
+Per process-engine deployment, ``replicas`` runners each keep one child alive: pick a free
+127.0.0.1 port, ask the engine for a ``ProcessSpec``, spawn it with output to
+``<data_dir>/logs/<deployment>-<n>.log``, probe ``health_path`` until 200 (then the replica is
+routable), and await the process: the moment it exits the replica is unroutable, and it is
+restarted after an exponential backoff on the same ``Replica`` object with a new port.
+Upstream-engine deployments get one always-healthy ``Replica`` and no process.
+
+Invariants: a ``Replica`` is ``healthy`` only while its process runs and its last probes
+passed; only this module writes ``healthy``/``base_url``/``model_id``; every child is ours
+to end (see ``serving/process.py`` for how none outlives the gateway). Everything runs on
+the event loop: no threads, no blocking waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeGuard
+
+import httpx
+
+from lingyun.serving import process
+from lingyun.serving.health import HealthPolicy, probe, probe_client
+from lingyun.serving.ports import PortAllocator
+from lingyun.serving.replica import Replica
+from lingyun.serving.supervisor import DeploymentStatus, ReplicaState, ReplicaStatus
+
+if TYPE_CHECKING:
+    from lingyun.config import DeploymentConfig
+    from lingyun.engines.base import ProcessEngine, ProcessSpec, UpstreamEngine
+
+    Engine = ProcessEngine | UpstreamEngine
+
+logger = logging.getLogger(__name__)
+
+
+def _is_process_engine(engine: object) -> TypeGuard[ProcessEngine]:
+    return callable(getattr(engine, "process", None))
+
+
+def _is_upstream_engine(engine: object) -> TypeGuard[UpstreamEngine]:
+    return callable(getattr(engine, "upstream", None))
+
+
+def _file_name(name: str) -> str:
+    """Deployment names may hold ``/`` and ``:`` (``Qwen/Qwen2.5-7B``); file names may not."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+class _Runner:
+    """Keeps one replica process alive until ``stop()``."""
+
+    def __init__(self, sup: LocalSupervisor, dep: DeploymentConfig, engine: ProcessEngine, n: int):
+        self._sup = sup
+        self._dep = dep
+        self._engine = engine
+        self.replica = Replica(
+            deployment=dep.name,
+            replica_id=f"{dep.name}-{n}",
+            base_url="",
+            model_id=dep.name,
+            max_inflight=dep.max_inflight,
+        )
+        self.log_path = sup.data_dir / "logs" / f"{_file_name(dep.name)}-{n}.log"
+        self.state = ReplicaState.STARTING
+        self.restarts = 0
+        self.backoff_s = 0.0
+        self.last_exit_code: int | None = None
+        self.last_error: str | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._healthy_since: float | None = None
+        self._stopping = False
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=self.replica.replica_id
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def status(self) -> ReplicaStatus:
+        return ReplicaStatus(
+            replica_id=self.replica.replica_id,
+            state=self.state,
+            healthy=self.replica.healthy,
+            base_url=self.replica.base_url,
+            pid=self.pid,
+            restarts=self.restarts,
+            backoff_s=self.backoff_s,
+            last_exit_code=self.last_exit_code,
+            last_error=self.last_error,
+            log_path=str(self.log_path),
+        )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        proc = self._proc
+        if proc is not None:
+            # The runner's own proc.wait() then returns and it ends by itself.
+            await process.terminate(proc, self._sup.policy.stop_grace_s)
+        # Interrupts a backoff sleep or a spawn (asyncio kills a child whose spawn is cancelled).
+        self._task.cancel()
+        await asyncio.wait([self._task])
+        self._set_healthy(False)
+        self.state = ReplicaState.STOPPED
+
+    def _set_healthy(self, healthy: bool) -> None:
+        if healthy and not self.replica.healthy:
+            logger.info(
+                "replica %s is healthy at %s", self.replica.replica_id, self.replica.base_url
+            )
+            self._healthy_since = asyncio.get_running_loop().time()
+        self.replica.healthy = healthy
+        self.state = ReplicaState.HEALTHY if healthy else ReplicaState.UNHEALTHY
+
+    async def _run(self) -> None:
+        policy = self._sup.policy
+        backoff = policy.backoff_initial_s
+        while not self._stopping:
+            self.state = ReplicaState.STARTING
+            port = self._sup.ports.acquire()
+            try:
+                returncode = await self._run_once(port)
+            finally:
+                self._sup.ports.release(port)
+            if returncode is None and self.state is ReplicaState.FAILED:
+                return
+            if self._stopping:
+                return
+            loop = asyncio.get_running_loop()
+            if (
+                self._healthy_since is not None
+                and loop.time() - self._healthy_since >= policy.backoff_reset_after_s
+            ):
+                backoff = policy.backoff_initial_s
+            self._healthy_since = None
+            self.state = ReplicaState.BACKOFF
+            self.backoff_s = backoff
+            logger.warning(
+                "replica %s exited with %s; restarting in %.2fs (log: %s)",
+                self.replica.replica_id, returncode, backoff, self.log_path,
+            )  # fmt: skip
+            await asyncio.sleep(backoff)
+            backoff = policy.next_backoff(backoff)
+            self.restarts += 1
+
+    async def _run_once(self, port: int) -> int | None:
+        """One life of the child; its exit code, or None if it could not be started."""
+        host = self._sup.host
+        try:
+            spec = self._engine.process(self._dep, host, port)
+        except ValueError as exc:
+            # Bad configuration does not heal by retrying; re-applying the deployment does.
+            logger.error("deployment %s cannot start: %s", self._dep.name, exc)
+            self.state = ReplicaState.FAILED
+            self.last_error = str(exc)
+            return None
+        self.replica.base_url = f"http://{host}:{port}/v1"
+        self.replica.model_id = spec.model_id or self._dep.name
+        log_file = process.open_log(self.log_path, f"{self.replica.replica_id}: {spec.argv}")
+        try:
+            proc = await process.spawn(spec.argv, spec.env, log_file)
+        except OSError as exc:
+            logger.error(
+                "replica %s: cannot run %s: %s", self.replica.replica_id, spec.argv[0], exc
+            )
+            self.last_error = f"cannot run {spec.argv[0]}: {exc}"
+            return None
+        finally:
+            log_file.close()
+        self._proc = proc
+        logger.info("replica %s started: pid %s, port %s", self.replica.replica_id, proc.pid, port)
+        watcher = asyncio.get_running_loop().create_task(self._watch_health(proc, spec, port))
+        try:
+            returncode = await proc.wait()
+        finally:
+            # Unroutable at once: the gateway must not send to a dead process.
+            self._set_healthy(False)
+            self._proc = None
+            watcher.cancel()
+            process.kill_group(proc.pid)
+        await asyncio.wait([watcher])
+        self.last_exit_code = returncode
+        return returncode
+
+    async def _watch_health(
+        self, proc: asyncio.subprocess.Process, spec: ProcessSpec, port: int
+    ) -> None:
+        policy = self._sup.policy
+        client = self._sup.client
+        url = f"http://{self._sup.host}:{port}{spec.health_path}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + spec.ready_timeout_s
+        while not await probe(client, url, policy.probe_timeout_s):
+            if loop.time() >= deadline:
+                self.last_error = f"not healthy within {spec.ready_timeout_s}s"
+                logger.error(
+                    "replica %s %s; restarting it (log: %s)",
+                    self.replica.replica_id, self.last_error, self.log_path,
+                )  # fmt: skip
+                await process.terminate(proc, policy.stop_grace_s)
+                return
+            await asyncio.sleep(policy.startup_interval_s)
+        self._set_healthy(True)
+        failures = 0
+        while True:
+            await asyncio.sleep(policy.interval_s)
+            if await probe(client, url, policy.probe_timeout_s):
+                failures = 0
+                self._set_healthy(True)
+                continue
+            failures += 1
+            if failures >= policy.failure_threshold and self.replica.healthy:
+                logger.warning(
+                    "replica %s failed %s health probes; not routing to it",
+                    self.replica.replica_id, failures,
+                )  # fmt: skip
+                self._set_healthy(False)
+
+
+class _Deployment:
+    def __init__(self, dep: DeploymentConfig) -> None:
+        self.dep = dep
+        self.runners: list[_Runner] = []
+        self.upstream: Replica | None = None
+        self.error: str | None = None
+
+    def replicas(self) -> tuple[Replica, ...]:
+        if self.upstream is not None:
+            return (self.upstream,)
+        return tuple(r.replica for r in self.runners)
+
+    def status(self) -> DeploymentStatus:
+        if self.upstream is not None:
+            up = self.upstream
+            replicas: tuple[ReplicaStatus, ...] = (
+                ReplicaStatus(
+                    replica_id=up.replica_id,
+                    state=ReplicaState.HEALTHY if up.healthy else ReplicaState.UNHEALTHY,
+                    healthy=up.healthy,
+                    base_url=up.base_url,
+                ),
+            )
+        else:
+            replicas = tuple(r.status() for r in self.runners)
+        return DeploymentStatus(self.dep.name, self.dep.engine, replicas, self.error)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(r.stop() for r in self.runners))
+        if self.upstream is not None:
+            self.upstream.healthy = False
+
+
+class LocalSupervisor:
+    """Runs deployments' replicas as child processes; see the module docstring.
+
+    ``engines`` defaults to ``lingyun.engines.registry.ENGINES`` (tests inject fakes);
+    ``policy`` holds probe and restart timings.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        engines: Mapping[str, Engine] | None = None,
+        policy: HealthPolicy | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.policy = policy or HealthPolicy()
+        self.host = host
+        self.ports = PortAllocator(host)
+        self._engines = engines
+        self._deployments: dict[str, _Deployment] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError("LocalSupervisor is not started")
+        return self._client
+
+    def _engine(self, name: str) -> Engine | None:
+        if self._engines is None:
+            from lingyun.engines.registry import ENGINES
+
+            self._engines = ENGINES
+        return self._engines.get(name)
+
+    async def start(self, deployments: Sequence[DeploymentConfig]) -> None:
+        if self._client is None:
+            self._client = probe_client()
+        await self.apply(deployments)
+
+    async def apply(self, deployments: Sequence[DeploymentConfig]) -> None:
+        desired: dict[str, DeploymentConfig] = {}
+        for dep in deployments:
+            if dep.name in desired:
+                raise ValueError(f"deployment name {dep.name!r} is declared twice")
+            desired[dep.name] = dep
+        async with self._lock:
+            if self._client is None:
+                raise RuntimeError("call start() before apply()")
+            stale = [
+                name
+                for name, current in self._deployments.items()
+                if name not in desired or current.dep != desired[name]
+            ]
+            await asyncio.gather(*(self._remove(name) for name in stale))
+            for name, dep in desired.items():
+                if name not in self._deployments:
+                    self._deployments[name] = self._add(dep)
+
+    async def stop(self) -> None:
+        async with self._lock:
+            await asyncio.gather(*(self._remove(name) for name in list(self._deployments)))
+            if self._client is not None:
+                await self._client.aclose()
+                self._client = None
+
+    def replicas(self, name: str) -> Sequence[Replica]:
+        deployment = self._deployments.get(name)
+        return deployment.replicas() if deployment is not None else ()
+
+    def status(self) -> list[DeploymentStatus]:
+        return [d.status() for d in self._deployments.values()]
+
+    async def wait_ready(self, name: str, timeout_s: float, min_healthy: int = 1) -> bool:
+        """Wait until ``name`` has ``min_healthy`` healthy replicas; False on timeout.
+        For the CLI (``serve --wait``) and tests; the gateway never needs to wait."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while sum(1 for r in self.replicas(name) if r.healthy) < min_healthy:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    def _add(self, dep: DeploymentConfig) -> _Deployment:
+        deployment = _Deployment(dep)
+        engine = self._engine(dep.engine)
+        if engine is not None and _is_process_engine(engine):
+            deployment.runners = [_Runner(self, dep, engine, n) for n in range(dep.replicas)]
+            logger.info("deployment %s: starting %s replica(s)", dep.name, dep.replicas)
+        elif engine is not None and _is_upstream_engine(engine):
+            try:
+                spec = engine.upstream(dep)
+            except ValueError as exc:
+                # E.g. the API key variable is unset: serve everything else, 503 this one.
+                deployment.error = str(exc)
+                logger.error("deployment %s has no replica: %s", dep.name, exc)
+                return deployment
+            deployment.upstream = Replica(
+                deployment=dep.name,
+                replica_id=f"{dep.name}-upstream",
+                base_url=spec.base_url,
+                model_id=spec.model_id,
+                headers=dict(spec.headers),
+                dialect=spec.dialect,
+                healthy=True,
+                max_inflight=dep.max_inflight,
+            )
+            logger.info("deployment %s: upstream %s", dep.name, spec.base_url)
+        else:
+            deployment.error = f"unknown engine {dep.engine!r}"
+            logger.error("deployment %s has no replica: %s", dep.name, deployment.error)
+        return deployment
+
+    async def _remove(self, name: str) -> None:
+        deployment = self._deployments.pop(name)
+        await deployment.stop()
+        logger.info("deployment %s stopped", name)

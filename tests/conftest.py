@@ -1,0 +1,31 @@
+"""Suite-wide fixtures: databases (SQLite and PostgreSQL, both real) and the async backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.databases import fresh_postgres, fresh_sqlite
+from tests.support.tiny_model import build_tiny_chat_model
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Each test that takes this runs twice: on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield fresh_sqlite(tmp_path_factory.mktemp("sqlite"))
+    else:
+        with fresh_postgres() as url:
+            yield url
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-model") / "tiny")

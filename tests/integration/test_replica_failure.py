@@ -1,0 +1,64 @@
+"""A replica dying mid-request: a clean error for the request in flight, service after restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.conftest import Served
+
+MSG = [{"role": "user", "content": "count for me"}]
+
+
+def _replica_pid(served: Served, name: str) -> int:
+    for dep in httpx.get(f"{served.server.base_url}/health", timeout=5).json()["deployments"]:
+        if dep["name"] == name:
+            pids = [r["pid"] for r in dep["replica_states"] if r["pid"]]
+            assert pids, dep
+            return int(pids[0])
+    raise AssertionError(f"no deployment {name}")
+
+
+def test_stream_gets_error_event_when_replica_dies(served: Served) -> None:
+    stream = served.client.chat.completions.create(
+        model="sim-crash", messages=MSG, max_tokens=50, stream=True,
+        extra_body={"sim_crash_after": 3},
+    )  # fmt: skip
+    got: list[str] = []
+    with pytest.raises(openai.APIError) as err:
+        for chunk in stream:
+            got.extend(c.delta.content or "" for c in chunk.choices)
+    assert got, "the stream should have started before the replica died"
+    assert "backend" in str(err.value.message)
+    served.server.wait_healthy(["sim-crash"], timeout_s=60)
+    after = served.client.chat.completions.create(model="sim-crash", messages=MSG, max_tokens=3)
+    assert after.choices[0].message.content
+
+
+def test_unary_request_fails_cleanly_on_sigkill_then_recovers(served: Served) -> None:
+    pid = _replica_pid(served, "sim-slow")
+    slow = served.server.client(served.key, max_retries=0, timeout=30)
+    started = time.monotonic()
+
+    def kill_soon() -> None:
+        time.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_soon)
+    killer.start()
+    with pytest.raises(openai.APIStatusError) as err:
+        slow.chat.completions.create(model="sim-slow", messages=MSG, max_tokens=200)
+    killer.join()
+    assert err.value.status_code == 502
+    assert err.value.code == "upstream_error"
+    assert time.monotonic() - started < 10
+    served.server.wait_healthy(["sim-slow"], timeout_s=60)
+    assert _replica_pid(served, "sim-slow") != pid
+    ok = served.client.chat.completions.create(model="sim-slow", messages=MSG, max_tokens=2)
+    assert ok.choices[0].message.content

@@ -1,0 +1,1 @@
+"""Shared helpers for tests: tiny offline models and the like."""
