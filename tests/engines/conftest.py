@@ -42,6 +42,7 @@ class WorkerProcess:
     log_path: Path | None = None
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    _clients: dict[float, openai.OpenAI] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -104,11 +105,17 @@ class WorkerProcess:
         pytest.fail(f"worker still busy after {timeout} s: {health}")
 
     def client(self, timeout: float = 60.0) -> openai.OpenAI:
-        return openai.OpenAI(
-            base_url=self.base_url + "/v1", api_key="unused", max_retries=0, timeout=timeout
-        )
+        """An ``openai`` client for this worker (one per timeout, closed with the worker)."""
+        if timeout not in self._clients:
+            self._clients[timeout] = openai.OpenAI(
+                base_url=self.base_url + "/v1", api_key="unused", max_retries=0, timeout=timeout
+            )
+        return self._clients[timeout]
 
     def stop(self) -> None:
+        for c in self._clients.values():
+            c.close()
+        self._clients.clear()
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()

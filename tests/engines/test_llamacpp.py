@@ -350,15 +350,20 @@ def test_completions(server: Server, hf_tokenizer: Any) -> None:
 
 
 @pytest.mark.slow
-def test_concurrent_requests_neither_truncate_nor_block_health(server: Server) -> None:
+def test_concurrent_requests_neither_truncate_nor_block_health(
+    server: Server, hf_tokenizer: Any
+) -> None:
     """With the server's default ``interrupt_requests`` a second request cuts the first
     stream short (``[DONE]`` without a finish_reason); and a probe of ``/v1/models`` would
     wait for the whole generation, long enough to fail health checks under load."""
     kwargs: dict[str, Any] = {"model": NAME, "messages": MESSAGES, "temperature": 0}
-    # ~1 s of generation: long enough for the second request to arrive in the middle.
-    stream = server.client.chat.completions.create(**kwargs, max_tokens=100, stream=True)
-    chunks = [next(stream)]  # the generation is now running and holds the model lock
-
+    # About a second of generation (no early end-of-turn), so that what follows lands in
+    # the middle of it. The call returns at the response headers: the stream's generation
+    # has taken the model lock by then.
+    no_eos = {str(hf_tokenizer.eos_token_id): -100}
+    stream = server.client.chat.completions.create(
+        **kwargs, max_tokens=150, logit_bias=no_eos, stream=True
+    )
     started = time.monotonic()
     assert httpx.get(server.base_url + server.health_path, timeout=5).status_code == 200
     assert time.monotonic() - started < 0.5
@@ -370,8 +375,9 @@ def test_concurrent_requests_neither_truncate_nor_block_health(server: Server) -
         )
     )
     waiter.start()
-    chunks += list(stream)
+    chunks = list(stream)
     waiter.join(timeout=30)
 
-    assert chunks[-1].choices[0].finish_reason in ("length", "stop"), "stream was cut short"
+    assert chunks[-1].choices[0].finish_reason == "length", "the stream was cut short"
+    assert len(chunks) == 150 + 2  # role chunk, one per token, finish chunk
     assert other and other[0] in ("length", "stop")

@@ -25,7 +25,7 @@ DatabaseUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db [default: SQLite in data dir].",
+        help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db [default: SQLite].",
     ),
 ]
 ConfigOpt = Annotated[

@@ -38,6 +38,26 @@ def create_tenant(
         typer.echo(f"Created tenant {tenant.name} ({tenant.id}).")
 
 
+@tenants.command("update")
+def update_tenant(
+    name: Annotated[str, typer.Argument(help="Tenant name.")],
+    weight: Annotated[
+        float | None, typer.Option("--weight", help="Share under the fair scheduler (> 0).")
+    ] = None,
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a tenant's settings."""
+    settings = settings_from(config, data_dir, database_url)
+    tenant = run_with_db(settings, lambda db: TenancyService(db).update_tenant(name, weight=weight))
+    if as_json:
+        emit_json({"id": tenant.id, "name": tenant.name, "weight": tenant.weight})
+    else:
+        typer.echo(f"Updated tenant {tenant.name}: weight {tenant.weight}.")
+
+
 @tenants.command("list")
 def list_tenants(
     data_dir: DataDirOpt = None,

@@ -101,7 +101,7 @@ ARG_KINDS: dict[str, _Kind] = {
 }
 
 # See the module docstring: the server's default truncates concurrent streams.
-_DEFAULT_ARGS: dict[str, Any] = {"interrupt_requests": False}
+_DEFAULT_ARGS: dict[str, Any] = {"interrupt_requests": True}
 
 
 class LlamaCppEngine:

@@ -43,6 +43,8 @@ class RequestContext:
     replica: Replica | None = None
     usage: Usage = field(default_factory=Usage)
     first_byte_at: float | None = None
+    # Headers every stage may add to the client's response (rate-limit state, for one).
+    response_headers: dict[str, str] = field(default_factory=dict)
     status_code: int = 200
     error_code: str | None = None
     # Set once a stream reached its end ([DONE] or an error event) rather than being cut off.

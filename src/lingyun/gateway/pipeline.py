@@ -105,12 +105,11 @@ class Gateway:
             body = await _unless_disconnected(
                 request, self._with_replica(ctx, finish, self.relay.unary)
             )
-            return Response(
-                body, media_type="application/json", headers={"x-request-id": ctx.request_id}
-            )
+            return Response(body, media_type="application/json", headers=_headers(ctx))
         except LingyunError as err:
             record_error(ctx, err)
             err.request_id = ctx.request_id
+            err.headers = {**ctx.response_headers, **err.headers}
             raise
         except asyncio.CancelledError:
             ctx.status_code, ctx.error_code = 499, "client_disconnected"
@@ -193,7 +192,7 @@ class _StreamResponse(StreamingResponse):
         super().__init__(
             content,
             media_type="text/event-stream",
-            headers={"x-request-id": finish.ctx.request_id, "cache-control": "no-cache"},
+            headers={**_headers(finish.ctx), "cache-control": "no-cache"},
         )
         self._finish = finish
 
@@ -207,6 +206,10 @@ class _StreamResponse(StreamingResponse):
             if not ctx.stream_ended and ctx.status_code == 200:
                 ctx.status_code, ctx.error_code = 499, "client_disconnected"
             await self._finish()
+
+
+def _headers(ctx: RequestContext) -> dict[str, str]:
+    return {**ctx.response_headers, "x-request-id": ctx.request_id}
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -41,7 +41,9 @@ class RouterChain:
         filters: Sequence[ReplicaFilter] | None = None,
         scorer: LeastInflightScorer | None = None,
     ) -> None:
-        self.filters: list[ReplicaFilter] = list(filters) if filters is not None else [HealthyFilter(), CapacityFilter()]
+        self.filters: list[ReplicaFilter] = (
+            list(filters) if filters is not None else [HealthyFilter(), CapacityFilter()]
+        )
         self.scorer = scorer or LeastInflightScorer()
 
     def pick(self, model: str, replicas: Sequence[Replica]) -> Replica:

@@ -26,6 +26,8 @@ class KeyInfo:
     project_id: str
     project_name: str
     expires_at: datetime | None
+    # The tenant's share under the fair scheduler (proportional to weight).
+    tenant_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,17 @@ class TenancyService:
             tenant = await s.scalar(select(Tenant).where(Tenant.name == name))
         if tenant is None:
             raise NotFoundError(f"No tenant named {name!r}.", param="tenant", code="not_found")
+        return tenant
+
+    async def update_tenant(self, name: str, *, weight: float | None = None) -> Tenant:
+        if weight is not None and not weight > 0:
+            raise InvalidRequestError("weight must be a positive number.", param="weight")
+        tenant = await self.tenant(name)
+        async with self.db.session() as s:
+            tenant = await s.merge(tenant)
+            if weight is not None:
+                tenant.weight = weight
+            await s.commit()
         return tenant
 
     async def create_project(self, tenant_name: str, name: str) -> Project:
@@ -143,7 +156,7 @@ class TenancyService:
         async with self.db.session() as s:
             row = (
                 await s.execute(
-                    select(ApiKey, Tenant.name, Project.name)
+                    select(ApiKey, Tenant.name, Tenant.weight, Project.name)
                     .join(Tenant, Tenant.id == ApiKey.tenant_id)
                     .join(Project, Project.id == ApiKey.project_id)
                     .where(ApiKey.secret_hash == secret_hash, ApiKey.revoked_at.is_(None))
@@ -151,9 +164,9 @@ class TenancyService:
             ).first()
         if row is None:
             return None
-        key, tenant_name, project_name = row
+        key, tenant_name, weight, project_name = row
         if key.expires_at is not None and key.expires_at <= utcnow():
             return None
         return KeyInfo(
-            key.id, key.tenant_id, tenant_name, key.project_id, project_name, key.expires_at
+            key.id, key.tenant_id, tenant_name, key.project_id, project_name, key.expires_at, weight
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import lingyun.store.tables  # noqa: F401  (registers every table)
 from lingyun.store.models import Base
 
 connection = context.config.attributes.get("connection")

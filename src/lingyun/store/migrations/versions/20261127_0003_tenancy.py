@@ -1,0 +1,20 @@
+"""Tenancy: users, roles, model grants, overrides and the audit log (owned by tenancy/).
+
+Placeholder until the owning change fills it in; the chain of revisions is fixed in advance so
+that parallel work does not create two heads.
+"""
+
+from __future__ import annotations
+
+revision = "20261127_0003"
+down_revision = "20261127_0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
