@@ -6,28 +6,34 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 
 from lingyun import __version__
+from lingyun.admission import AdmissionControl
+from lingyun.api.admin import router as admin_router
 from lingyun.api.errors import install_error_handlers
 from lingyun.api.openai.routes import router as openai_router
+from lingyun.api.openai.usage import router as usage_router
 from lingyun.config import Settings
-from lingyun.gateway.admit import AdmitAll
+from lingyun.gateway.admit import Admission, AdmissionChain
 from lingyun.gateway.authenticate import Authenticator
 from lingyun.gateway.pipeline import Gateway
-from lingyun.gateway.queue import NoQueue
 from lingyun.gateway.relay import Relay
 from lingyun.gateway.resolve import ModelCatalog
 from lingyun.gateway.route import RouterChain
 from lingyun.gateway.settle import Settler
+from lingyun.metering.admission import BillingAdmission
+from lingyun.metering.journal import Journal
+from lingyun.metering.pricing import PriceBook
 from lingyun.metering.usage_writer import UsageWriter
 from lingyun.serving.deployments import DeploymentStore, merge
 from lingyun.serving.local import LocalSupervisor
 from lingyun.store.db import Database
+from lingyun.tenancy.runtime import TenancyRuntime
 from lingyun.tenancy.service import TenancyService
 
 logger = logging.getLogger(__name__)
@@ -43,19 +49,34 @@ def create_app(settings: Settings) -> FastAPI:
         await db.migrate()
         store = DeploymentStore(db)
         deployments = merge(settings.deployments(), await store.list())
-        catalog = ModelCatalog()
+        tenancy = TenancyRuntime(db)  # grant cache + batched key last-used writes
+        await tenancy.start()
+        app.state.tenancy = tenancy
+        catalog = ModelCatalog(access=tenancy.access)
         catalog.replace(deployments)
         supervisor = LocalSupervisor(settings.data_dir)
         writer = UsageWriter(db)
         relay = Relay(timeout_s=settings.upstream_timeout_s)
+        # Rate limits first: a request refused for its rate reserves no money.
+        control = AdmissionControl.from_settings(settings, db, supervisor)
+        await control.start()
+        policies: list[Admission] = [control.policy]
+        journal: Journal | None = None
+        prices = PriceBook()
+        if settings.metering:
+            journal = Journal(db, owner=settings.instance_owner())
+            await prices.load(db)
+            await journal.start()  # reconciles what our previous life left open
+            policies.append(BillingAdmission(journal, prices))
+        app.state.journal = journal
         app.state.db = db
         app.state.supervisor = supervisor
         app.state.started_at = time.time()
         app.state.gateway = Gateway(
-            authenticator=Authenticator(TenancyService(db).lookup_key),
+            authenticator=Authenticator(TenancyService(db).lookup_key, on_use=tenancy.key_used),
             catalog=catalog,
-            admission=AdmitAll(),
-            queue=NoQueue(),
+            admission=AdmissionChain(policies),
+            queue=control.queue,
             router=RouterChain(),
             relay=relay,
             settler=Settler(writer),
@@ -65,21 +86,29 @@ def create_app(settings: Settings) -> FastAPI:
         writer.start()
         await supervisor.start(deployments)
         poller = asyncio.create_task(_follow_deployments(settings, store, catalog, supervisor))
+        price_poller = asyncio.create_task(_refresh(prices.load, db))
         logger.info("serving %d deployment(s): %s", len(deployments), [d.name for d in deployments])
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in (poller, price_poller):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await supervisor.stop()
             await relay.close()
+            await control.stop()
+            if journal is not None:
+                await journal.stop()
             await writer.stop()
+            await tenancy.stop()
             await db.close()
 
     app = FastAPI(title="Lingyun", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(openai_router)
+    app.include_router(usage_router)
+    app.include_router(admin_router)
 
     @app.get("/health", tags=["ops"])
     async def health(request: Request) -> dict[str, Any]:
@@ -108,6 +137,16 @@ def create_app(settings: Settings) -> FastAPI:
         }
 
     return app
+
+
+async def _refresh(load: Callable[[Database], Awaitable[None]], db: Database) -> None:
+    """Reload something small (prices) every second, so CLI changes apply at once."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            await load(db)
+        except Exception:
+            logger.exception("refresh failed; keeping the previous values")
 
 
 async def _follow_deployments(

@@ -6,8 +6,9 @@ over the file, the file over the environment.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -27,6 +28,8 @@ class DeploymentConfig(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)
     replicas: int = Field(default=1, ge=0, le=64)
     max_inflight: int | None = Field(default=None, ge=1)
+    # Seconds a request may wait for a free slot (overrides the top-level queue_timeout_s).
+    queue_timeout_s: float | None = Field(default=None, gt=0)
     # openai-compatible upstreams
     provider: str | None = None
     base_url: str | None = None
@@ -66,8 +69,22 @@ class Settings(BaseSettings):
     store_prompts: bool = False
     # Seconds a replica may take to answer before the gateway gives up.
     upstream_timeout_s: float = 600.0
-    scheduler: str = "vtc"
+    # Who goes next from a full deployment's queue: "vtc" (tenant-fair) or "fcfs".
+    scheduler: Literal["vtc", "fcfs"] = "vtc"
+    # Seconds a request may wait for a free replica slot before a 503.
+    queue_timeout_s: float = Field(default=30.0, gt=0)
+    # VTC's charge per prompt token (at admission) and per output token (as it streams).
+    vtc_input_weight: float = Field(default=1.0, ge=0)
+    vtc_output_weight: float = Field(default=2.0, ge=0)
+    # Reserve, price and bill every request (off only for benchmarks' comparison).
+    metering: bool = True
+    # This gateway's name in reservation leases; defaults to host:port. Several gateways
+    # sharing a database need distinct names.
+    instance_name: str | None = None
     models: list[DeploymentConfig] | None = None
+
+    def instance_owner(self) -> str:
+        return self.instance_name or f"{socket.gethostname()}:{self.port}"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -47,7 +47,9 @@ def test_random_tokens_join_to_full_decode(tokenizer: Any) -> None:
     rng = random.Random(0)
     for _ in range(200):
         ids = [rng.randrange(len(tokenizer)) for _ in range(rng.randrange(1, 40))]
-        expected = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        expected = tokenizer.decode(
+            ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
         assert "".join(_stream(tokenizer, ids)) == expected
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,52 +76,63 @@ def test_registered_under_its_name() -> None:
     assert isinstance(ENGINES["llamacpp"], LlamaCppEngine)
 
 
+D = "--interrupt_requests false"  # our default, first in every command
+
+
 @pytest.mark.parametrize(
     ("args", "flags"),
     [
-        pytest.param({}, ["--interrupt_requests", "false"], id="defaults"),
+        pytest.param({}, D, id="defaults"),
         pytest.param(
             {"n_ctx": 4096, "n_threads": 4, "n_gpu_layers": -1, "chat_format": "chatml"},
-            ["--interrupt_requests", "false", "--n_ctx", "4096", "--n_threads", "4",
-             "--n_gpu_layers", "-1", "--chat_format", "chatml"],
+            f"{D} --n_ctx 4096 --n_threads 4 --n_gpu_layers -1 --chat_format chatml",
             id="ints-and-strings",
-        ),  # fmt: skip
+        ),
         pytest.param(
             {"flash_attn": True, "use_mmap": False},
-            ["--interrupt_requests", "false", "--flash_attn", "true", "--use_mmap", "false"],
+            f"{D} --flash_attn true --use_mmap false",
             id="bools-take-a-value",
         ),
         pytest.param(
             {"tensor_split": [0.5, 0.5], "rope_freq_base": 1e6},
-            ["--interrupt_requests", "false", "--tensor_split", "0.5", "0.5",
-             "--rope_freq_base", "1000000.0"],
+            f"{D} --tensor_split 0.5 0.5 --rope_freq_base 1000000.0",
             id="list-and-float",
-        ),  # fmt: skip
+        ),
         pytest.param(
             {"chat_template_kwargs": {"enable_thinking": False}},
-            ["--interrupt_requests", "false", "--chat_template_kwargs",
-             '{"enable_thinking": false}'],
+            f"""{D} --chat_template_kwargs '{{"enable_thinking": false}}'""",
             id="dict-as-json",
-        ),  # fmt: skip
-        pytest.param(
-            {"interrupt_requests": True}, ["--interrupt_requests", "true"], id="default-overridden"
         ),
-        pytest.param({"n_ctx": None}, ["--interrupt_requests", "false"], id="none-is-unset"),
+        pytest.param(
+            {"interrupt_requests": True}, "--interrupt_requests true", id="default-overridden"
+        ),
+        pytest.param({"n_ctx": None}, D, id="none-is-unset"),
     ],
 )
-def test_command(tmp_path: Path, args: dict[str, Any], flags: list[str]) -> None:
+def test_command(tmp_path: Path, args: dict[str, Any], flags: str) -> None:
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
     spec = LlamaCppEngine().process(make_dep(model, **args), "127.0.0.1", 8123)
-    assert spec.argv[:3] == [llamacpp.sys.executable, "-m", "llama_cpp.server"]
+    assert spec.argv[:3] == [sys.executable, "-m", "llama_cpp.server"]
     assert spec.argv[3:11] == [
         "--model", str(model), "--host", "127.0.0.1", "--port", "8123", "--model_alias", NAME,
     ]  # fmt: skip
-    assert spec.argv[11:] == flags
+    assert spec.argv[11:] == shlex.split(flags)
     # The server lets HOST/PORT from the environment win over its flags: pin them.
     assert spec.env == {"HOST": "127.0.0.1", "PORT": "8123"}
     assert spec.health_path == "/openapi.json"
+    assert spec.ready_timeout_s == 300.0
     assert spec.model_id == NAME
+
+
+def test_lingyun_keys_are_not_flags(tmp_path: Path) -> None:
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    env = {"CUDA_VISIBLE_DEVICES": "1", "PORT": "1"}
+    dep = make_dep(tmp_path / "m.gguf", env=env, ready_timeout_s=60, n_ctx=8)
+    spec = LlamaCppEngine().process(dep, "127.0.0.1", 8123)
+    assert spec.argv[11:] == ["--interrupt_requests", "false", "--n_ctx", "8"]
+    assert spec.env == {"CUDA_VISIBLE_DEVICES": "1", "HOST": "127.0.0.1", "PORT": "8123"}
+    assert spec.ready_timeout_s == 60.0
 
 
 def test_relative_model_path_is_made_absolute(
@@ -144,6 +158,8 @@ def test_relative_model_path_is_made_absolute(
         pytest.param("m.gguf", {"flash_attn": "yes"}, "must be true or false", id="str-bool"),
         pytest.param("m.gguf", {"tensor_split": []}, "non-empty list", id="empty-list"),
         pytest.param("m.gguf", {"chat_template_kwargs": "x"}, "a mapping", id="str-dict"),
+        pytest.param("m.gguf", {"env": "A=1"}, "args.env must be a mapping", id="env-str"),
+        pytest.param("m.gguf", {"ready_timeout_s": 0}, "must be > 0", id="zero-timeout"),
     ],
 )
 def test_bad_deployment_is_a_value_error(
@@ -163,7 +179,7 @@ def test_missing_llama_cpp_gives_the_install_hint(
     (tmp_path / "m.gguf").write_bytes(b"GGUF")
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        llamacpp.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == "llama_cpp" else real(name, *a),
     )
@@ -172,11 +188,7 @@ def test_missing_llama_cpp_gives_the_install_hint(
 
 
 # Values that the server's own validation accepts, for args whose kind alone is not enough.
-_SAMPLES: dict[str, Any] = {
-    "cache_type": "disk",
-    "kv_overrides": ["x=int:1"],
-    "tensor_split": [1.0, 1.0],
-}
+_SAMPLES: dict[str, Any] = {"cache_type": "disk", "kv_overrides": ["x=1"], "tensor_split": [1.0]}
 _KIND_SAMPLES: dict[str, Any] = {"int": 1, "float": 1.5, "str": "x", "bool": True, "json": {}}
 
 
@@ -227,13 +239,11 @@ def test_gguf_computes_the_hf_logits(
 # --- a real server from the engine's command -----------------------------------------------
 
 
+@dataclass
 class Server:
-    def __init__(self, base_url: str, health_path: str) -> None:
-        self.base_url = base_url
-        self.health_path = health_path
-        self.client = openai.OpenAI(
-            base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=30
-        )
+    base_url: str
+    health_path: str
+    client: openai.OpenAI
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +263,10 @@ def server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"llama.cpp server did not start:\n{log_path.read_text()}")
             time.sleep(0.1)
-        yield Server(base_url, spec.health_path)
+        with openai.OpenAI(
+            base_url=f"{base_url}/v1", api_key="-", max_retries=0, timeout=30
+        ) as client:
+            yield Server(base_url, spec.health_path, client)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

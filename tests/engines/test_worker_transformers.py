@@ -8,8 +8,7 @@ from typing import Any
 
 import openai
 import pytest
-
-from tests.engines.conftest import WorkerProcess
+from tests.engines.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -74,12 +73,18 @@ def test_n_and_seed_sampling(tf_worker: WorkerProcess) -> None:
 
 
 def test_concurrent_requests_are_batched_and_correct(tf_worker: WorkerProcess) -> None:
-    prompts = [[{"role": "user", "content": f"第{i}个问题: what is {i}?"}] for i in range(4)]
-    solo = [_chat(tf_worker, p, max_tokens=24).choices[0].message.content for p in prompts]
-    with ThreadPoolExecutor(4) as pool:
-        together = list(
-            pool.map(lambda p: _chat(tf_worker, p, max_tokens=24).choices[0].message.content, prompts)
-        )
+    # Different prompt lengths (left padding) and output lengths (rows leave the batch).
+    jobs = [
+        ([{"role": "user", "content": f"第{i}个问题: " + "what is it? " * (1 + 3 * i)}], 8 + 6 * i)
+        for i in range(4)
+    ]
+
+    def run(job: tuple[list[Any], int]) -> str | None:
+        return _chat(tf_worker, job[0], max_tokens=job[1]).choices[0].message.content
+
+    solo = [run(job) for job in jobs]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        together = list(pool.map(run, jobs))
     assert together == solo
     assert tf_worker.health()["peak_batch"] >= 2
 
@@ -95,13 +100,14 @@ def test_completions_text_and_token_ids(tf_worker: WorkerProcess) -> None:
 def test_disconnect_cancels_generation(tf_worker: WorkerProcess) -> None:
     tf_worker.wait_idle()
     steps_before = tf_worker.health()["steps"]
-    stream = _chat(tf_worker, max_tokens=1500, stream=True)
+    stream = _chat(tf_worker, max_tokens=1900, stream=True)
     for i, _ in enumerate(stream):
         if i == 3:
             break
     stream.close()
     health = tf_worker.wait_idle(timeout=5.0)
-    assert health["steps"] - steps_before < 1000
+    print("steps after disconnect:", health["steps"] - steps_before)
+    assert health["steps"] - steps_before < 300  # far from the 1900 it was asked for
 
 
 def test_errors(tf_worker: WorkerProcess) -> None:

@@ -8,11 +8,13 @@ keys, so writing them here is shorter and has no moving parts.
 What makes the result equivalent to the HF model:
 
 * Architecture ``qwen2``: same tensor names as llama.cpp's converter, no Q/K permutation
-  (that is a ``llama``-arch quirk), F32 everywhere (the model is ~200 KB). A tied
+  (that is a ``llama``-arch quirk), F32 everywhere (under 0.5 MB). A tied
   ``lm_head`` is simply left out; llama.cpp's qwen2 loader then reuses ``token_embd``.
-* Tokenizer ``gpt2`` with pre-tokenizer ``gpt-2``: llama.cpp then splits text with the GPT-2
-  regex, which is exactly what a ``ByteLevel(use_regex=True, add_prefix_space=False)``
-  pre-tokenizer does. Other HF tokenizers are refused rather than silently mis-tokenized.
+* Tokenizer ``gpt2`` (byte-level BPE: tokens, merges) with pre-tokenizer ``qwen2``, not
+  ``gpt-2``: transformers 5 loads the tokenizer of any ``qwen2`` model as ``Qwen2Tokenizer``,
+  which swaps the trained ``ByteLevel`` regex of ``tokenizer.json`` for Qwen2's split regex
+  (one token per digit, ...). That is what the HF engine serves, and llama.cpp's ``qwen2``
+  pre-tokenizer is the same regex; ``gpt-2`` would differ on e.g. ``" 12345"``.
 * ``eos`` is the chat end token, because llama-cpp-python stops chat completions on the GGUF
   eos id only; ``add_bos_token`` is false, as for Qwen.
 """
@@ -119,15 +121,9 @@ def _tensors(hf_model_dir: Path) -> list[tuple[str, np.ndarray[Any, Any]]]:
 
 def _add_tokenizer(writer: gguf.GGUFWriter, hf_model_dir: Path, config: dict[str, Any]) -> None:
     tokenizer = json.loads((hf_model_dir / "tokenizer.json").read_text())
-    pre = tokenizer.get("pre_tokenizer") or {}
-    if (
-        tokenizer["model"]["type"] != "BPE"
-        or tokenizer.get("normalizer") is not None
-        or pre.get("type") != "ByteLevel"
-        or pre.get("add_prefix_space")
-        or not pre.get("use_regex", True)
-    ):
-        raise ValueError("only a plain ByteLevel BPE tokenizer (GPT-2 style) can be converted")
+    decoder = tokenizer.get("decoder") or {}
+    if tokenizer["model"]["type"] != "BPE" or decoder.get("type") != "ByteLevel":
+        raise ValueError("only a byte-level BPE tokenizer (GPT-2/Qwen2 style) can be converted")
 
     by_id: dict[int, str] = {i: t for t, i in tokenizer["model"]["vocab"].items()}
     special = {t["id"]: t["content"] for t in tokenizer.get("added_tokens", []) if t["special"]}
@@ -152,7 +148,7 @@ def _add_tokenizer(writer: gguf.GGUFWriter, hf_model_dir: Path, config: dict[str
     eos = tok_config.get("eos_token")
     pad = tok_config.get("pad_token")
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("qwen2")
+    writer.add_tokenizer_pre("qwen2")  # see the module docstring
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)

@@ -9,13 +9,13 @@ one repeated token. Everything is seeded: the same call builds the same model.
 Other suites (llama.cpp GGUF conversion) call :func:`build_tiny_chat_model`; keep its signature.
 """
 
-# ruff: noqa: RUF001 - the corpus is Chinese text, full-width punctuation included
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 EOS_TOKEN = "<|im_end|>"
@@ -57,7 +57,7 @@ def _is_complete(path: Path) -> bool:
     return all((path / n).is_file() for n in names)
 
 
-def _build_tokenizer() -> object:
+def _build_tokenizer() -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -71,7 +71,8 @@ def _build_tokenizer() -> object:
         show_progress=False,
     )
     tok.train_from_iterator(_CORPUS_LINES * 4, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
+    tokenizer_cls: Any = PreTrainedTokenizerFast  # untyped in transformers
+    fast = tokenizer_cls(
         tokenizer_object=tok,
         eos_token=EOS_TOKEN,
         pad_token=PAD_TOKEN,
@@ -100,16 +101,16 @@ def build_tiny_chat_model(dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        tokenizer.save_pretrained(str(tmp))  # type: ignore[attr-defined]
-        eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)  # type: ignore[attr-defined]
-        pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)  # type: ignore[attr-defined]
+        tokenizer.save_pretrained(str(tmp))
+        eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
+        pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
         config = Qwen2Config(
             hidden_size=64,
             intermediate_size=128,
             num_hidden_layers=2,
             num_attention_heads=4,
             num_key_value_heads=2,
-            vocab_size=len(tokenizer),  # type: ignore[arg-type]
+            vocab_size=len(tokenizer),
             max_position_embeddings=2048,
             initializer_range=0.5,
             tie_word_embeddings=True,

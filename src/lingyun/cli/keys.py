@@ -18,6 +18,7 @@ from lingyun.cli.common import (
     run_with_db,
     settings_from,
 )
+from lingyun.tenancy.audit import CLI_ACTOR
 from lingyun.tenancy.service import DEFAULT_PROJECT, TenancyService
 
 keys = typer.Typer(no_args_is_help=True, help="API keys for the /v1 endpoints.")
@@ -47,7 +48,10 @@ def create_key(
             fail("--expires needs a timezone, e.g. 2027-01-01T00:00:00+00:00")
     settings = settings_from(config, data_dir, database_url)
     created = run_with_db(
-        settings, lambda db: TenancyService(db).create_key(tenant, project, name, expires_at)
+        settings,
+        lambda db: TenancyService(db).create_key(
+            tenant, project, name, expires_at, actor=CLI_ACTOR
+        ),
     )
     if as_json:
         emit_json(asdict(created))
@@ -99,5 +103,5 @@ def revoke_key(
 ) -> None:
     """Revoke a key; gateways stop accepting it within a second."""
     settings = settings_from(config, data_dir, database_url)
-    run_with_db(settings, lambda db: TenancyService(db).revoke_key(key_id))
+    run_with_db(settings, lambda db: TenancyService(db).revoke_key(key_id, actor=CLI_ACTOR))
     typer.echo(f"Revoked {key_id}.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lingyun.cli import deploy, keys, serve, tenants, worker
+from lingyun.cli import access, billing, deploy, keys, limits, serve, tenants, worker
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Lingyun, a self-hosted AI cloud."
@@ -13,9 +13,22 @@ app.command("serve")(serve.serve)
 app.add_typer(tenants.tenants, name="tenants")
 app.add_typer(tenants.projects, name="projects")
 app.add_typer(keys.keys, name="keys")
+app.add_typer(limits.limits, name="limits")
 app.add_typer(deploy.models, name="models")
+deploy.models.command("grant")(access.grant)
+deploy.models.command("revoke")(access.revoke)
+app.add_typer(access.admin, name="admin")
+app.command("audit")(access.audit)
 app.command("deploy")(deploy.deploy)
 app.command("undeploy")(deploy.undeploy)
+app.add_typer(billing.prices, name="prices")
+app.add_typer(billing.budgets, name="budgets")
+app.add_typer(billing.quota, name="quota")
+app.command("topup")(billing.topup)
+app.command("balance")(billing.balance)
+app.command("usage")(billing.usage)
+app.command("invoice")(billing.invoice)
+app.command("free-only")(billing.free_only)
 app.command("worker", help="Run one replica of an engine behind an OpenAI-compatible server.")(
     worker.worker
 )

@@ -21,10 +21,19 @@ def serve(
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     database_url: DatabaseUrlOpt = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis-url",
+            help="Share rate limits with other gateways through Redis, e.g. redis://host:6379/0.",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Serve the OpenAI-compatible API and start every declared deployment's replicas."""
-    settings = settings_from(config, data_dir, database_url, host=host, port=port)
+    settings = settings_from(
+        config, data_dir, database_url, host=host, port=port, redis_url=redis_url
+    )
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -15,6 +15,7 @@ from lingyun.cli.common import (
     run_with_db,
     settings_from,
 )
+from lingyun.tenancy.audit import CLI_ACTOR
 from lingyun.tenancy.service import TenancyService
 
 tenants = typer.Typer(no_args_is_help=True, help="Organisations that own projects and keys.")
@@ -31,7 +32,9 @@ def create_tenant(
 ) -> None:
     """Create a tenant (with a project named 'default')."""
     settings = settings_from(config, data_dir, database_url)
-    tenant = run_with_db(settings, lambda db: TenancyService(db).create_tenant(name))
+    tenant = run_with_db(
+        settings, lambda db: TenancyService(db).create_tenant(name, actor=CLI_ACTOR)
+    )
     if as_json:
         emit_json({"id": tenant.id, "name": tenant.name})
     else:
@@ -51,7 +54,9 @@ def update_tenant(
 ) -> None:
     """Change a tenant's settings."""
     settings = settings_from(config, data_dir, database_url)
-    tenant = run_with_db(settings, lambda db: TenancyService(db).update_tenant(name, weight=weight))
+    tenant = run_with_db(
+        settings, lambda db: TenancyService(db).update_tenant(name, weight=weight, actor=CLI_ACTOR)
+    )
     if as_json:
         emit_json({"id": tenant.id, "name": tenant.name, "weight": tenant.weight})
     else:
@@ -87,7 +92,9 @@ def create_project(
 ) -> None:
     """Create a project inside a tenant."""
     settings = settings_from(config, data_dir, database_url)
-    project = run_with_db(settings, lambda db: TenancyService(db).create_project(tenant, name))
+    project = run_with_db(
+        settings, lambda db: TenancyService(db).create_project(tenant, name, actor=CLI_ACTOR)
+    )
     if as_json:
         emit_json({"id": project.id, "name": project.name, "tenant_id": project.tenant_id})
     else:

@@ -68,4 +68,12 @@ def worker(
         raise typer.BadParameter(str(exc)) from None
     logger.info("worker %s (%s) loaded; serving on %s:%d", served_model_name, backend, host, port)
     app = create_app(loaded, served_model_name)
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
+    # A stopped replica should go quickly: streams still open after 5 s are cut.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )

@@ -15,7 +15,18 @@ which this module papers over so the supervisor and the gateway see a plain Open
 * Boolean flags take a value (``--flash_attn true``), list flags several (``--tensor_split 1 1``),
   dict flags JSON. ``args`` are mapped accordingly and checked against the flags the server
   accepts (llama-cpp-python 0.3.x ``ModelSettings``), so a typo fails at config time rather
-  than as a crash-looping replica.
+  than as a crash-looping replica. Two keys are Lingyun's, as for the vllm engine, and are
+  not passed on: ``env`` (extra environment variables, e.g. ``CUDA_VISIBLE_DEVICES``) and
+  ``ready_timeout_s``.
+* Any environment variable named like a server setting (``API_KEY``, ``N_CTX``, ``MODEL``,
+  ...; pydantic-settings, case-insensitive) configures the server when no flag does. The
+  replica inherits the supervisor's environment: an ``API_KEY`` there would make every
+  replica answer 401 to the gateway. Keep such names out of it.
+
+Left to the gateway (nothing a flag can change in 0.3.x): streams carry no ``usage`` even
+with ``stream_options.include_usage``; streams drop characters whose UTF-8 bytes span
+tokens (abetlen/llama-cpp-python#372); ``completion_tokens`` may exceed ``max_tokens`` by
+the few tokens needed to finish a multi-byte character.
 
 ``llama_cpp`` is never imported here (it loads a shared library); only its presence is checked.
 """
@@ -28,9 +39,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from lingyun.engines.base import ProcessSpec
+
 if TYPE_CHECKING:
     from lingyun.config import DeploymentConfig
-    from lingyun.engines.registry import ProcessSpec
 
 INSTALL_HINT = "pip install 'lingyun[llamacpp]'"
 # Modules the server needs: llama_cpp itself and the [server] extra.
@@ -100,8 +112,10 @@ ARG_KINDS: dict[str, _Kind] = {
     "disable_ping_events": "bool",
 }
 
+# Loading maps the file; even large GGUFs are ready in well under this on a local disk.
+DEFAULT_READY_TIMEOUT_S = 300.0
 # See the module docstring: the server's default truncates concurrent streams.
-_DEFAULT_ARGS: dict[str, Any] = {"interrupt_requests": True}
+_DEFAULT_ARGS: dict[str, Any] = {"interrupt_requests": False}
 
 
 class LlamaCppEngine:
@@ -110,11 +124,11 @@ class LlamaCppEngine:
     name = "llamacpp"
 
     def process(self, dep: DeploymentConfig, host: str, port: int) -> ProcessSpec:
-        # Imported here: the registry imports this module to build ENGINES.
-        from lingyun.engines.registry import ProcessSpec
-
         model = _model_path(dep)
         _check_installed()
+        args = dict(dep.args)
+        env = _env(dep.name, args.pop("env", None))
+        ready_timeout_s = _ready_timeout(dep.name, args.pop("ready_timeout_s", None))
         argv = [
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(model),
@@ -122,11 +136,12 @@ class LlamaCppEngine:
             "--port", str(port),
             "--model_alias", dep.name,
         ]  # fmt: skip
-        argv += args_to_flags({**_DEFAULT_ARGS, **dep.args}, deployment=dep.name)
+        argv += args_to_flags({**_DEFAULT_ARGS, **args}, deployment=dep.name)
         return ProcessSpec(
             argv=argv,
-            env={"HOST": host, "PORT": str(port)},
+            env={**env, "HOST": host, "PORT": str(port)},
             health_path="/openapi.json",
+            ready_timeout_s=ready_timeout_s,
             model_id=dep.name,
         )
 
@@ -201,6 +216,22 @@ def _model_path(dep: DeploymentConfig) -> Path:
     if not path.is_file():
         raise ValueError(f"deployment {dep.name!r}: GGUF file {dep.model!r} does not exist")
     return path.resolve()
+
+
+def _env(deployment: str, value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"deployment {deployment!r}: args.env must be a mapping of strings")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _ready_timeout(deployment: str, value: object) -> float:
+    if value is None:
+        return DEFAULT_READY_TIMEOUT_S
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"deployment {deployment!r}: args.ready_timeout_s must be > 0 seconds")
+    return float(value)
 
 
 def _check_installed() -> None:

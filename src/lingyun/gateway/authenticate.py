@@ -18,11 +18,20 @@ from lingyun.tenancy.keys import hash_secret
 from lingyun.tenancy.service import KeyInfo
 
 Lookup = Callable[[str], Awaitable[KeyInfo | None]]
+# Told about every accepted key (e.g. to batch ``last_used_at``); must not block.
+OnUse = Callable[[KeyInfo], None]
 
 
 class Authenticator:
-    def __init__(self, lookup: Lookup, ttl_s: float = 1.0, max_entries: int = 100_000) -> None:
+    def __init__(
+        self,
+        lookup: Lookup,
+        ttl_s: float = 1.0,
+        max_entries: int = 100_000,
+        on_use: OnUse | None = None,
+    ) -> None:
         self._lookup = lookup
+        self._on_use = on_use
         self._ttl = ttl_s
         self._max = max_entries
         self._cache: OrderedDict[str, tuple[float, KeyInfo | None]] = OrderedDict()
@@ -44,6 +53,8 @@ class Authenticator:
             )
         if info.expires_at is not None and info.expires_at.timestamp() <= time.time():
             raise AuthenticationError("This API key has expired.", code="expired_api_key")
+        if self._on_use is not None:
+            self._on_use(info)
         return info
 
     def invalidate(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    reasoning_tokens: int = 0
     # True once an engine reported usage; otherwise the counts are our own estimate.
     reported: bool = False
 
@@ -35,6 +37,10 @@ class RequestContext:
     client_wants_usage: bool
     # Upper bound on output tokens, for admission's worst case; None = engine default.
     max_output_tokens: int | None
+    # Size of the request body: an upper bound on its prompt tokens.
+    body_bytes: int = 0
+    # Choices asked for (n): the output bound is per choice.
+    choices: int = 1
     request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.perf_counter)
     key: KeyInfo | None = None
@@ -49,8 +55,13 @@ class RequestContext:
     error_code: str | None = None
     # Set once a stream reached its end ([DONE] or an error event) rather than being cut off.
     stream_ended: bool = False
+    # The billing reservation, when metering is on (lingyun.metering.holds.Hold).
+    hold: object | None = None
     # Content pieces streamed so far: the fallback count when an engine reports no usage.
     streamed_pieces: int = 0
+    # Called with the number of output tokens each time content streams (the fair queue
+    # charges its tenant's virtual counter as tokens flow, not only at the end).
+    token_hooks: list[Callable[[int], None]] = field(default_factory=list)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

@@ -85,8 +85,9 @@ class Gateway:
 
     async def handle(self, request: Request, endpoint: Endpoint) -> Response:
         key = await self.authenticator.authenticate(request.headers.get("authorization"))
-        parsed = parse_request(endpoint.model, await read_body(request, self.max_body_bytes))
-        ctx = _context(endpoint, parsed)
+        raw = await read_body(request, self.max_body_bytes)
+        parsed = parse_request(endpoint.model, raw)
+        ctx = _context(endpoint, parsed, len(raw))
         ctx.key = key
         ctx.model = ctx.body["model"]
         finish = _Finisher(self, ctx)
@@ -231,7 +232,13 @@ def _too_large(limit: int) -> RequestTooLargeError:
     return RequestTooLargeError(f"Request body is larger than the limit of {limit} bytes.")
 
 
-def _context(endpoint: Endpoint, parsed: BaseModel) -> RequestContext:
+def _context(endpoint: Endpoint, parsed: BaseModel, body_bytes: int) -> RequestContext:
+    ctx = _context_of(endpoint, parsed)
+    ctx.body_bytes = body_bytes
+    return ctx
+
+
+def _context_of(endpoint: Endpoint, parsed: BaseModel) -> RequestContext:
     body = parsed.model_dump(exclude_unset=True)
     body["model"] = parsed.model  # type: ignore[attr-defined]
     if isinstance(parsed, ChatCompletionRequest | CompletionRequest):
@@ -242,6 +249,7 @@ def _context(endpoint: Endpoint, parsed: BaseModel) -> RequestContext:
             stream=parsed.stream,
             client_wants_usage=parsed.wants_usage_chunk(),
             max_output_tokens=parsed.output_limit(),
+            choices=parsed.n,
         )
     if isinstance(parsed, EmbeddingRequest):
         parsed.inputs()  # validates emptiness

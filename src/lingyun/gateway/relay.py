@@ -150,6 +150,8 @@ class Relay:
                         continue
                 else:
                     ctx.streamed_pieces += 1
+                    for hook in ctx.token_hooks:
+                        hook(1)
                     if usage and not ctx.client_wants_usage:
                         chunk["usage"] = None
                 chunk["model"] = ctx.model
@@ -191,6 +193,9 @@ def take_usage(ctx: RequestContext, usage: Any) -> None:
     details = usage.get("prompt_tokens_details")
     if isinstance(details, dict):
         u.cached_tokens = int(details.get("cached_tokens") or 0)
+    out_details = usage.get("completion_tokens_details")
+    if isinstance(out_details, dict):
+        u.reasoning_tokens = int(out_details.get("reasoning_tokens") or 0)
     u.reported = True
 
 

@@ -24,12 +24,9 @@ class Settler:
 
     def settle(self, ctx: RequestContext) -> None:
         if ctx.key is None:
-            return  # refused before authentication: nothing to bill
+            return  # refused before authentication: nothing to record
+        finalize_usage(ctx)
         usage = ctx.usage
-        if not usage.reported:
-            usage.completion_tokens = ctx.streamed_pieces
-            if ctx.replica is not None:
-                usage.prompt_tokens = _estimate_prompt_tokens(ctx.body)
         self.sink.submit(
             {
                 "request_id": ctx.request_id,
@@ -51,6 +48,15 @@ class Settler:
                 "replica_id": ctx.replica.replica_id if ctx.replica else None,
             }
         )
+
+
+def finalize_usage(ctx: RequestContext) -> None:
+    """Fill in our own counts where the engine reported none (idempotent)."""
+    usage = ctx.usage
+    if usage.reported or ctx.replica is None:
+        return
+    usage.completion_tokens = ctx.streamed_pieces
+    usage.prompt_tokens = _estimate_prompt_tokens(ctx.body)
 
 
 def _source(ctx: RequestContext) -> str:

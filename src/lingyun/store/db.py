@@ -33,6 +33,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> AsyncSession:
@@ -48,12 +49,21 @@ class Database:
         await self.engine.dispose()
 
 
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # Take the write lock at BEGIN: a transaction that reads balances and then writes must not
+    # see another writer commit in between (SQLite would fail it with SQLITE_BUSY_SNAPSHOT).
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # WAL lets readers run beside the one writer; NORMAL fsyncs at checkpoints, which WAL
-    # keeps crash-safe; busy_timeout waits for a concurrent CLI instead of failing.
+    # WAL lets readers run beside the one writer; FULL fsyncs every commit (group commit keeps
+    # that rare), so a settled charge survives power loss; busy_timeout waits for a
+    # concurrent CLI instead of failing.
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (see _sqlite_begin_immediate).
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()

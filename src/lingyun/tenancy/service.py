@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from lingyun.errors import InvalidRequestError, NotFoundError
 from lingyun.store.db import Database
 from lingyun.store.models import ApiKey, Project, Tenant, new_id, utcnow
+from lingyun.tenancy.audit import SYSTEM_ACTOR, Actor, record
 from lingyun.tenancy.keys import display_prefix, generate_secret, hash_secret
 
 DEFAULT_PROJECT = "default"
@@ -44,13 +45,20 @@ class TenancyService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create_tenant(self, name: str) -> Tenant:
-        tenant = Tenant(id=new_id("ten"), name=name)
+    async def create_tenant(
+        self, name: str, *, weight: float = 1.0, actor: Actor = SYSTEM_ACTOR
+    ) -> Tenant:
+        if not weight > 0:
+            raise InvalidRequestError("weight must be a positive number.", param="weight")
+        tenant = Tenant(id=new_id("ten"), name=name, weight=weight)
         async with self.db.session() as s:
             try:
                 s.add(tenant)
                 await s.flush()  # the tenant row must exist before its project's FK
-                s.add(Project(id=new_id("prj"), tenant_id=tenant.id, name=DEFAULT_PROJECT))
+                project = Project(id=new_id("prj"), tenant_id=tenant.id, name=DEFAULT_PROJECT)
+                s.add(project)
+                record(s, actor, "tenant.create", target_type="tenant", target_id=tenant.id,
+                       tenant_id=tenant.id, details={"name": name, "weight": weight})  # fmt: skip
                 await s.commit()
             except IntegrityError:
                 raise InvalidRequestError(
@@ -69,27 +77,55 @@ class TenancyService:
             raise NotFoundError(f"No tenant named {name!r}.", param="tenant", code="not_found")
         return tenant
 
-    async def update_tenant(self, name: str, *, weight: float | None = None) -> Tenant:
+    async def tenant_by_id(self, tenant_id: str) -> Tenant:
+        async with self.db.session() as s:
+            tenant = await s.get(Tenant, tenant_id)
+        if tenant is None:
+            raise NotFoundError(f"No tenant {tenant_id!r}.", param="tenant_id", code="not_found")
+        return tenant
+
+    async def update_tenant(
+        self, name: str, *, weight: float | None = None, actor: Actor = SYSTEM_ACTOR
+    ) -> Tenant:
+        return await self.update_tenant_by_id((await self.tenant(name)).id, weight, actor)
+
+    async def update_tenant_by_id(
+        self, tenant_id: str, weight: float | None, actor: Actor = SYSTEM_ACTOR
+    ) -> Tenant:
         if weight is not None and not weight > 0:
             raise InvalidRequestError("weight must be a positive number.", param="weight")
-        tenant = await self.tenant(name)
         async with self.db.session() as s:
-            tenant = await s.merge(tenant)
+            tenant = await s.get(Tenant, tenant_id)
+            if tenant is None:
+                raise NotFoundError(
+                    f"No tenant {tenant_id!r}.", param="tenant_id", code="not_found"
+                )
             if weight is not None:
                 tenant.weight = weight
+            record(s, actor, "tenant.update", target_type="tenant", target_id=tenant.id,
+                   tenant_id=tenant.id, details={"weight": weight})  # fmt: skip
             await s.commit()
         return tenant
 
-    async def create_project(self, tenant_name: str, name: str) -> Project:
+    async def create_project(
+        self, tenant_name: str, name: str, *, actor: Actor = SYSTEM_ACTOR
+    ) -> Project:
         tenant = await self.tenant(tenant_name)
-        project = Project(id=new_id("prj"), tenant_id=tenant.id, name=name)
+        return await self.create_project_in(tenant.id, name, actor=actor)
+
+    async def create_project_in(
+        self, tenant_id: str, name: str, *, actor: Actor = SYSTEM_ACTOR
+    ) -> Project:
+        project = Project(id=new_id("prj"), tenant_id=tenant_id, name=name)
         async with self.db.session() as s:
             s.add(project)
+            record(s, actor, "project.create", target_type="project", target_id=project.id,
+                   tenant_id=tenant_id, project_id=project.id, details={"name": name})  # fmt: skip
             try:
                 await s.commit()
             except IntegrityError:
                 raise InvalidRequestError(
-                    f"Tenant {tenant_name!r} already has a project named {name!r}.",
+                    f"This tenant already has a project named {name!r}.",
                     param="name",
                     code="conflict",
                 ) from None
@@ -109,14 +145,43 @@ class TenancyService:
             )
         return tenant, project
 
+    async def project_by_id(self, project_id: str) -> Project:
+        async with self.db.session() as s:
+            project = await s.get(Project, project_id)
+        if project is None:
+            raise NotFoundError(f"No project {project_id!r}.", param="project_id", code="not_found")
+        return project
+
+    async def list_projects(self, tenant_id: str) -> list[Project]:
+        async with self.db.session() as s:
+            rows = await s.scalars(
+                select(Project).where(Project.tenant_id == tenant_id).order_by(Project.name)
+            )
+            return list(rows.all())
+
     async def create_key(
         self,
         tenant_name: str,
         project_name: str = DEFAULT_PROJECT,
         name: str = "",
         expires_at: datetime | None = None,
+        *,
+        actor: Actor = SYSTEM_ACTOR,
     ) -> CreatedKey:
         _, project = await self.project(tenant_name, project_name)
+        return await self.create_key_in(
+            project, name, expires_at, actor=actor, tenant_name=tenant_name
+        )
+
+    async def create_key_in(
+        self,
+        project: Project,
+        name: str = "",
+        expires_at: datetime | None = None,
+        *,
+        actor: Actor = SYSTEM_ACTOR,
+        tenant_name: str = "",
+    ) -> CreatedKey:
         secret = generate_secret()
         row = ApiKey(
             id=new_id("key"),
@@ -129,27 +194,44 @@ class TenancyService:
         )
         async with self.db.session() as s:
             s.add(row)
+            expiry = expires_at.isoformat() if expires_at else None
+            record(s, actor, "key.create", target_type="key", target_id=row.id,
+                   tenant_id=row.tenant_id, project_id=row.project_id,
+                   details={"name": name, "prefix": row.prefix, "expires_at": expiry})  # fmt: skip
             await s.commit()
-        return CreatedKey(row.id, secret, row.prefix, tenant_name, project_name, name)
+        return CreatedKey(row.id, secret, row.prefix, tenant_name, project.name, name)
 
     async def list_keys(self, tenant_name: str) -> list[ApiKey]:
         tenant = await self.tenant(tenant_name)
-        async with self.db.session() as s:
-            rows = await s.scalars(
-                select(ApiKey).where(ApiKey.tenant_id == tenant.id).order_by(ApiKey.created_at)
-            )
-            return list(rows.all())
+        return await self.list_keys_in(tenant.id)
 
-    async def revoke_key(self, key_id: str) -> None:
+    async def list_keys_in(self, tenant_id: str, project_id: str | None = None) -> list[ApiKey]:
+        query = select(ApiKey).where(ApiKey.tenant_id == tenant_id)
+        if project_id is not None:
+            query = query.where(ApiKey.project_id == project_id)
         async with self.db.session() as s:
+            return list((await s.scalars(query.order_by(ApiKey.created_at))).all())
+
+    async def key_by_id(self, key_id: str) -> ApiKey:
+        async with self.db.session() as s:
+            key = await s.get(ApiKey, key_id)
+        if key is None:
+            raise NotFoundError(f"No key {key_id!r}.", param="key_id", code="not_found")
+        return key
+
+    async def revoke_key(self, key_id: str, *, actor: Actor = SYSTEM_ACTOR) -> None:
+        async with self.db.session() as s:
+            key = await s.get(ApiKey, key_id)
             result = await s.execute(
                 update(ApiKey)
                 .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
             )
+            if result.rowcount == 0 or key is None:  # type: ignore[attr-defined]
+                raise NotFoundError(f"No active key {key_id!r}.", param="id", code="not_found")
+            record(s, actor, "key.revoke", target_type="key", target_id=key_id,
+                   tenant_id=key.tenant_id, project_id=key.project_id)  # fmt: skip
             await s.commit()
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            raise NotFoundError(f"No active key {key_id!r}.", param="id", code="not_found")
 
     async def lookup_key(self, secret_hash: str) -> KeyInfo | None:
         """The live key with this hash, or None if unknown, revoked or expired."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
+from lingyun.api.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from lingyun.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, Gateway
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -40,16 +42,36 @@ async def retrieve_model(model: str, request: Request) -> dict[str, Any]:
     return {"id": dep.name, "object": "model", "created": created, "owned_by": "lingyun"}
 
 
-@router.post("/chat/completions")
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    """An OpenAPI requestBody for a route that reads its body itself (the gateway parses it
+    after authenticating), with the model's ``$defs`` inlined so the schema stands alone."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+@router.post("/chat/completions", openapi_extra=_body(ChatCompletionRequest))
 async def chat_completions(request: Request) -> Response:
     return await _gateway(request).handle(request, CHAT)
 
 
-@router.post("/completions")
+@router.post("/completions", openapi_extra=_body(CompletionRequest))
 async def completions(request: Request) -> Response:
     return await _gateway(request).handle(request, COMPLETIONS)
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", openapi_extra=_body(EmbeddingRequest))
 async def embeddings(request: Request) -> Response:
     return await _gateway(request).handle(request, EMBEDDINGS)

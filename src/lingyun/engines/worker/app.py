@@ -17,13 +17,14 @@ import base64
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from lingyun.api.errors import install_error_handlers
 from lingyun.api.openai.protocol import (
@@ -68,7 +69,10 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         raise ClientGone
     finally:
         watcher.cancel()
-        task.cancel()
+        if not task.done():
+            task.cancel()
+            # Let the cancellation finish, so a generator it was driving can be closed next.
+            await asyncio.wait((task,))
 
 
 def _extra_fields(req: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
@@ -172,7 +176,7 @@ class Worker:
             await events.aclose()  # type: ignore[attr-defined]
             raise
         body = _sse_body(run, enc, first, include_usage)
-        return StreamingResponse(
+        return _ClosingStreamingResponse(
             body,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -222,9 +226,28 @@ class Worker:
         }
 
 
+class _ClosingStreamingResponse(StreamingResponse):
+    """Closes its body generator however the response ends.
+
+    On a client disconnect Starlette cancels the task sending the body; if that happened
+    during a send, the generator would be left suspended and only closed by the garbage
+    collector. Closing it here stops the generation at once.
+    """
+
+    def __init__(self, content: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._body = content
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._body.aclose()
+
+
 async def _sse_body(
     run: Run, enc: sse.ChunkEncoder, first: Event | None, include_usage: bool
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     events = run.events
     try:
         for index in run.indices:

@@ -119,7 +119,11 @@ class TransformersBackend:
                 "This model has no chat template; use /v1/completions.",
                 code="model_not_supported",
             )
-        rendered = [{"role": m.role, "content": m.text()} for m in messages]
+        # Chat templates predate the "developer" role; it means "system" to them.
+        rendered = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+            for m in messages
+        ]
         try:
             text = self.tokenizer.apply_chat_template(
                 rendered, tokenize=False, add_generation_prompt=True

@@ -1,0 +1,68 @@
+"""Admission control: rate limits (RPM, TPM, in flight) and the tenant-fair capacity queue.
+
+    limits.py         rules, limiter protocol, OpenAI's x-ratelimit-* headers
+    buckets.py        in-process limiter (one gateway)
+    redis_limiter.py  Redis limiter (several gateways; atomic Lua, one round trip)
+    rules.py          rules in the database and their in-memory cache
+    policy.py         the ``Admission`` policy the pipeline calls
+    vtc.py            FCFS and Virtual Token Counter schedulers
+    capacity.py       per-deployment slots and queue (the pipeline's ``CapacityQueue``)
+
+``AdmissionControl.from_settings`` builds them all for ``app.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lingyun.admission.buckets import LocalLimiter
+from lingyun.admission.capacity import FairQueue, ReplicaSource
+from lingyun.admission.limits import Limiter, RuleSet
+from lingyun.admission.policy import RateLimitPolicy
+from lingyun.admission.rules import LimitService, RuleCache
+from lingyun.config import Settings
+from lingyun.store.db import Database
+
+__all__ = ["AdmissionControl"]
+
+
+@dataclass
+class AdmissionControl:
+    rules: RuleCache
+    limiter: Limiter
+    policy: RateLimitPolicy
+    queue: FairQueue
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, db: Database, replicas: ReplicaSource
+    ) -> AdmissionControl:
+        limiter: Limiter
+        if settings.redis_url:
+            from lingyun.admission.redis_limiter import RedisLimiter
+
+            # A slot in flight is held at most as long as a request may run.
+            limiter = RedisLimiter(settings.redis_url, lease_s=settings.upstream_timeout_s + 60)
+        else:
+            limiter = LocalLimiter()
+
+        def forget(rules: RuleSet) -> None:
+            limiter.forget(rule.id for rule in rules.rules)
+
+        cache = RuleCache(LimitService(db), on_change=forget)
+        policy = RateLimitPolicy(lambda: cache.rules, limiter)
+        queue = FairQueue(
+            replicas,
+            scheduler=settings.scheduler,
+            timeout_s=settings.queue_timeout_s,
+            input_weight=settings.vtc_input_weight,
+            output_weight=settings.vtc_output_weight,
+        )
+        return cls(cache, limiter, policy, queue)
+
+    async def start(self) -> None:
+        await self.rules.start()
+
+    async def stop(self) -> None:
+        await self.rules.stop()
+        await self.limiter.close()

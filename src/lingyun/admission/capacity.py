@@ -1,0 +1,200 @@
+"""Stage 4 for real: a per-deployment queue in front of replicas' request slots.
+
+A deployment's capacity is the sum of ``max_inflight`` over its healthy replicas (config
+``max_inflight:`` per deployment, per replica). A request takes a slot at once when one is
+free and nobody waits; otherwise it waits in the deployment's queue until a slot frees and the
+scheduler (``vtc`` by default, or ``fcfs``; see ``vtc.py``) picks it, or until the queue
+timeout (``queue_timeout_s``, per deployment or top-level) ends it with a 503 and
+``Retry-After``. A deployment with an unbounded replica, or none healthy, is not queued:
+routing answers for it as before.
+
+Slots are counted here, not read from ``Replica.inflight``: the router's ``CapacityFilter``
+then always finds a replica with room for a request this queue let through. Everything runs
+on the gateway's event loop, so plain counters are enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from lingyun.admission.policy import estimate_prompt_tokens
+from lingyun.admission.vtc import SCHEDULERS, FcfsScheduler, Scheduler, VtcScheduler
+from lingyun.errors import ServiceUnavailableError
+from lingyun.gateway.context import RequestContext
+from lingyun.serving.replica import Replica
+
+logger = logging.getLogger(__name__)
+
+
+class ReplicaSource(Protocol):
+    def replicas(self, deployment: str) -> Sequence[Replica]: ...
+
+
+@dataclass(eq=False)
+class _Waiter:
+    ctx: RequestContext
+    weight: float
+    granted: asyncio.Future[None]
+
+
+@dataclass(eq=False)
+class _Lane:
+    """One deployment's slots and queue."""
+
+    name: str
+    scheduler: Scheduler[_Waiter]
+    active: int = 0
+
+
+@dataclass(eq=False)
+class _Held:
+    lane: _Lane
+    tenant: str
+    weight: float
+    prompt_estimate: int
+    streamed: int = 0
+
+
+@dataclass
+class QueueStats:
+    admitted: int = 0
+    queued: int = 0
+    timed_out: int = 0
+
+
+class FairQueue:
+    """A ``CapacityQueue`` (see ``gateway/queue.py``); see the module docstring."""
+
+    def __init__(
+        self,
+        replicas: ReplicaSource,
+        *,
+        scheduler: str = "vtc",
+        timeout_s: float = 30.0,
+        input_weight: float = 1.0,
+        output_weight: float = 2.0,
+        poll_s: float = 0.25,
+    ) -> None:
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, not {scheduler!r}")
+        self.replicas = replicas
+        self.scheduler = scheduler
+        self.timeout_s = timeout_s
+        self.w_in = input_weight
+        self.w_out = output_weight
+        # How often a waiter looks again without a release (replicas may come and go).
+        self.poll_s = poll_s
+        self._lanes: dict[str, _Lane] = {}
+        self._held: dict[str, _Held] = {}
+        self.stats = QueueStats()
+
+    def capacity(self, deployment: str) -> int | None:
+        """Request slots of the healthy replicas; None means "do not queue"."""
+        total = 0
+        for replica in self.replicas.replicas(deployment):
+            if not replica.healthy:
+                continue
+            if replica.max_inflight is None:
+                return None
+            total += replica.max_inflight
+        return total or None
+
+    def lane(self, deployment: str) -> _Lane:
+        lane = self._lanes.get(deployment)
+        if lane is None:
+            scheduler = _new_scheduler(self.scheduler)
+            lane = self._lanes[deployment] = _Lane(deployment, scheduler)
+        return lane
+
+    async def acquire(self, ctx: RequestContext) -> None:
+        dep, key = ctx.deployment, ctx.key
+        if dep is None or key is None:
+            return
+        capacity = self.capacity(dep.name)
+        if capacity is None:
+            return
+        lane = self.lane(dep.name)
+        if lane.active < capacity and not lane.scheduler.backlogged():
+            self._start(lane, ctx, key.tenant_id, key.tenant_weight)
+            return
+        waiter = _Waiter(ctx, key.tenant_weight, asyncio.get_running_loop().create_future())
+        lane.scheduler.push(key.tenant_id, waiter)
+        self.stats.queued += 1
+        timeout = dep.queue_timeout_s if dep.queue_timeout_s is not None else self.timeout_s
+        granted = False
+        try:
+            granted = await self._wait(lane, waiter, wait_s=timeout)
+        finally:
+            if not granted:
+                if waiter.granted.done() and not waiter.granted.cancelled():
+                    self.release(ctx)  # a slot was given just as the client went away
+                else:
+                    waiter.granted.cancel()
+                    lane.scheduler.discard(key.tenant_id, waiter)
+        if not granted:
+            self.stats.timed_out += 1
+            raise ServiceUnavailableError(
+                f"Model `{ctx.model}` is at capacity and the request waited {timeout:g}s in "
+                "its queue; retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+
+    async def _wait(self, lane: _Lane, waiter: _Waiter, *, wait_s: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            self._dispatch(lane)
+            if waiter.granted.done():
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.wait({waiter.granted}, timeout=min(left, self.poll_s))
+
+    def release(self, ctx: RequestContext) -> None:
+        held = self._held.pop(ctx.request_id, None)
+        if held is None:
+            return
+        held.lane.active -= 1
+        usage = ctx.usage
+        if usage.reported:  # settle the estimate against the engine's counts
+            correction = self.w_in * (usage.prompt_tokens - held.prompt_estimate) + self.w_out * (
+                usage.completion_tokens - held.streamed
+            )
+            held.lane.scheduler.charge(held.tenant, held.weight, correction)
+        self._dispatch(held.lane)
+
+    def _start(self, lane: _Lane, ctx: RequestContext, tenant: str, weight: float) -> None:
+        lane.active += 1
+        self.stats.admitted += 1
+        prompt = estimate_prompt_tokens(ctx)
+        held = self._held[ctx.request_id] = _Held(lane, tenant, weight, prompt)
+        lane.scheduler.charge(tenant, weight, self.w_in * prompt)
+        ctx.token_hooks.append(functools.partial(self._streamed, held))
+
+    def _streamed(self, held: _Held, tokens: int) -> None:
+        held.streamed += tokens
+        held.lane.scheduler.charge(held.tenant, held.weight, self.w_out * tokens)
+
+    def _dispatch(self, lane: _Lane) -> None:
+        capacity = self.capacity(lane.name)
+        while lane.scheduler.backlogged() and (capacity is None or lane.active < capacity):
+            picked = lane.scheduler.pop()
+            if picked is None:
+                break
+            tenant, waiter = picked
+            if waiter.granted.done():
+                continue  # gave up meanwhile
+            self._start(lane, waiter.ctx, tenant, waiter.weight)
+            waiter.granted.set_result(None)
+
+
+def _new_scheduler(name: str) -> Scheduler[_Waiter]:
+    if name == "fcfs":
+        return FcfsScheduler[_Waiter]()
+    return VtcScheduler[_Waiter]()

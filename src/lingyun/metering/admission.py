@@ -1,0 +1,79 @@
+"""Billing as an admission policy: reserve the worst case before the engine, settle after.
+
+Worst case: every prompt token is at least one byte of the request body, so the body's size
+bounds the prompt; the output is bounded by ``max_tokens`` (× ``n``), or by the deployment's
+``max_output_tokens`` when the client gives none. Spend therefore never exceeds the balance.
+"""
+
+from __future__ import annotations
+
+from lingyun.gateway.context import RequestContext
+from lingyun.gateway.settle import finalize_usage
+from lingyun.metering.holds import Hold, Settlement, period_of
+from lingyun.metering.journal import Journal
+from lingyun.metering.pricing import PriceBook
+from lingyun.store.models import utcnow
+
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+
+class BillingAdmission:
+    def __init__(self, journal: Journal, prices: PriceBook) -> None:
+        self.journal = journal
+        self.prices = prices
+
+    async def admit(self, ctx: RequestContext) -> None:
+        key, dep = ctx.key, ctx.deployment
+        assert key is not None and dep is not None  # authenticate and resolve ran first
+        if ctx.max_output_tokens is not None:
+            output_upper = ctx.max_output_tokens * ctx.choices
+        else:
+            limit = dep.args.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS)
+            output_upper = int(limit) * ctx.choices
+        estimate = max(1, ctx.body_bytes // 4)
+        hold = Hold(
+            request_id=ctx.request_id,
+            tenant_id=key.tenant_id,
+            project_id=key.project_id,
+            key_id=key.key_id,
+            model=ctx.model,
+            period=period_of(utcnow()),
+            prices=self.prices.for_request(ctx.model, estimate),
+            prompt_upper=ctx.body_bytes,
+            output_upper=output_upper,
+            prompt_estimate=estimate,
+        )
+        await self.journal.reserve(hold)
+        ctx.hold = hold
+
+        def progress() -> tuple[int, int]:
+            u = ctx.usage
+            if u.reported:
+                return u.prompt_tokens, u.completion_tokens
+            return estimate, ctx.streamed_pieces
+
+        self.journal.track(ctx.request_id, progress)
+
+    async def release(self, ctx: RequestContext) -> None:
+        hold = ctx.hold
+        if not isinstance(hold, Hold):
+            return
+        finalize_usage(ctx)
+        u = ctx.usage
+        if ctx.status_code == 499:
+            note = "cancelled"
+        elif ctx.status_code >= 400:
+            note = "failed"
+        else:
+            note = "served"
+        self.journal.settle(
+            Settlement(
+                hold,
+                prompt_tokens=u.prompt_tokens,
+                cached_tokens=u.cached_tokens,
+                completion_tokens=u.completion_tokens,
+                reasoning_tokens=u.reasoning_tokens,
+                note=note,
+                reached_engine=ctx.replica is not None,
+            )
+        )

@@ -1,0 +1,48 @@
+"""Reservations whose gateway died: rebuild their settlements from the last checkpoint.
+
+A reservation that was never settled is charged for the usage last checkpointed (the prompt
+estimate at admission, then what the engine had reported while streaming), and the rest of
+its hold is released. Its request id is the ledger entry's unique key, so this can never
+charge a request twice even if the dead gateway's settle landed after all.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from lingyun.metering.holds import Hold, Settlement
+from lingyun.metering.pricing import UnitPrices
+from lingyun.store.db import Database
+from lingyun.store.ledger import GatewayLease, Reservation
+from lingyun.store.models import utcnow
+
+
+async def open_reservations_of(db: Database, owners: list[str]) -> list[Settlement]:
+    async with db.session() as s:
+        rows = (
+            await s.scalars(
+                select(Reservation).where(
+                    Reservation.owner.in_(owners), Reservation.state == "open"
+                )
+            )
+        ).all()
+    out: list[Settlement] = []
+    for r in rows:
+        hold = Hold(
+            request_id=r.request_id, tenant_id=r.tenant_id, project_id=r.project_id,
+            key_id=r.key_id, model=r.model, period=r.period,
+            prices=UnitPrices.from_json(r.prices), prompt_upper=0, output_upper=0,
+            prompt_estimate=r.prompt_tokens, amount=r.amount, free_tokens=r.free_tokens,
+            quota_id=r.quota_id,
+        )  # fmt: skip
+        out.append(Settlement(hold, r.prompt_tokens, 0, r.completion_tokens, 0, "reconciled"))
+    return out
+
+
+async def renew_lease(db: Database, owner: str) -> None:
+    async with db.session() as s, s.begin():
+        lease = await s.get(GatewayLease, owner)
+        if lease is None:
+            s.add(GatewayLease(owner=owner, heartbeat_at=utcnow()))
+        else:
+            lease.heartbeat_at = utcnow()

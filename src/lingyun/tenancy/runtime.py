@@ -1,0 +1,89 @@
+"""What tenancy runs inside ``lingyun serve``: the grant cache's refresher and the batched
+writer of keys' ``last_used_at``.
+
+Both keep the request path off the database: the gateway reads grants from memory and only
+notes which keys it saw; background tasks reconcile with the database every few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from lingyun.store.access import ModelGrant
+from lingyun.store.db import Database
+from lingyun.store.models import ApiKey, utcnow
+from lingyun.tenancy.grants import GrantCache, load_snapshot
+from lingyun.tenancy.service import KeyInfo
+
+logger = logging.getLogger(__name__)
+
+
+class TenancyRuntime:
+    def __init__(self, db: Database, grants_ttl_s: float = 0.5, touch_every_s: float = 5.0):
+        self.db = db
+        self.access = GrantCache()
+        self._ttl = grants_ttl_s
+        self._touch_every = touch_every_s
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._used: dict[str, datetime] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.refresh_grants()
+        self._tasks = [
+            asyncio.create_task(self._every(self._ttl, self.refresh_grants), name="grant-cache"),
+            asyncio.create_task(self._every(self._touch_every, self.flush_used), name="key-used"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        with contextlib.suppress(Exception):
+            await self.flush_used()
+
+    def key_used(self, key: KeyInfo) -> None:
+        """Called by the authenticator on every accepted request: memory only."""
+        self._used[key.key_id] = utcnow()
+
+    async def refresh_grants(self) -> None:
+        """Reload grants when they changed (a cheap count/max query otherwise)."""
+        async with self.db.session() as s:
+            row = (
+                await s.execute(select(func.count(ModelGrant.id), func.max(ModelGrant.created_at)))
+            ).one()
+        fingerprint = tuple(row)
+        if fingerprint != self._fingerprint:
+            self.access.snapshot = await load_snapshot(self.db)
+            self._fingerprint = fingerprint
+
+    async def flush_used(self) -> None:
+        if not self._used:
+            return
+        used, self._used = self._used, {}
+        # One statement per distinct second keeps this a handful of UPDATEs per flush.
+        by_time: dict[datetime, list[str]] = {}
+        for key_id, at in used.items():
+            by_time.setdefault(at.replace(microsecond=0), []).append(key_id)
+        async with self.db.session() as s:
+            for at, ids in by_time.items():
+                await s.execute(update(ApiKey).where(ApiKey.id.in_(ids)).values(last_used_at=at))
+            await s.commit()
+
+    @staticmethod
+    async def _every(period: float, work: Any) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await work()
+            except Exception:
+                logger.exception("tenancy background task failed; retrying")
