@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+
 from tests.engines.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.slow

@@ -8,6 +8,7 @@ from typing import Any
 
 import openai
 import pytest
+
 from tests.engines.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -80,7 +81,8 @@ def test_concurrent_requests_are_batched_and_correct(tf_worker: WorkerProcess) -
     ]
 
     def run(job: tuple[list[Any], int]) -> str | None:
-        return _chat(tf_worker, job[0], max_tokens=job[1]).choices[0].message.content
+        content: str | None = _chat(tf_worker, job[0], max_tokens=job[1]).choices[0].message.content
+        return content
 
     solo = [run(job) for job in jobs]
     with ThreadPoolExecutor(len(jobs)) as pool:

@@ -64,9 +64,12 @@ def test_usage_chunk_only_when_asked(served: Served) -> None:
     assert all(c.usage is None for c in chunks)
     with_usage = list(
         served.client.chat.completions.create(
-            model="sim", messages=PROMPT, max_tokens=4, stream=True,
+            model="sim",
+            messages=PROMPT,
+            max_tokens=4,
+            stream=True,
             stream_options={"include_usage": True},
-        )  # fmt: skip
+        )
     )
     assert with_usage[-1].choices == []
     assert with_usage[-1].usage is not None and with_usage[-1].usage.completion_tokens == 4
@@ -114,9 +117,12 @@ def test_completions_stream_and_unary(served: Served) -> None:
     assert resp.usage is not None and resp.usage.completion_tokens > 0
     chunks = list(
         served.client.completions.create(
-            model="sim", prompt="Hello", max_tokens=5, stream=True,
+            model="sim",
+            prompt="Hello",
+            max_tokens=5,
+            stream=True,
             stream_options={"include_usage": True},
-        )  # fmt: skip
+        )
     )
     text = "".join(c.choices[0].text for c in chunks if c.choices)
     assert text.strip()

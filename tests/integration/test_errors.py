@@ -13,7 +13,9 @@ from tests.integration.conftest import Served
 MSG = [{"role": "user", "content": "hi"}]
 
 
-def _post(served: Served, body: Any, key: str | None = "own", raw: bytes | None = None) -> httpx.Response:
+def _post(
+    served: Served, body: Any, key: str | None = "own", raw: bytes | None = None
+) -> httpx.Response:
     headers = {"content-type": "application/json"}
     if key is not None:
         headers["authorization"] = f"Bearer {served.key if key == 'own' else key}"
@@ -46,7 +48,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("body", "status", "param", "code"), CASES)
-def test_client_mistakes(served: Served, body: Any, status: int, param: str | None, code: str | None) -> None:
+def test_client_mistakes(
+    served: Served, body: Any, status: int, param: str | None, code: str | None
+) -> None:
     resp = _post(served, body, raw=body if isinstance(body, bytes) else None)
     assert resp.status_code == status, resp.text
     err = resp.json()["error"]

@@ -21,7 +21,9 @@ def _row(served: Served, request_id: str, timeout_s: float = 5.0) -> UsageRecord
         db = Database(served.server.database_url)
         try:
             async with db.session() as s:
-                return await s.scalar(select(UsageRecord).where(UsageRecord.request_id == request_id))
+                return await s.scalar(
+                    select(UsageRecord).where(UsageRecord.request_id == request_id)
+                )
         finally:
             await db.close()
 
@@ -40,7 +42,9 @@ def _headers(served: Served) -> dict[str, Any]:
 
 def test_served_request_row_matches_reported_usage(served: Served) -> None:
     raw = served.client.chat.completions.with_raw_response.create(
-        model="sim", messages=MSG, max_tokens=7  # type: ignore[arg-type]
+        model="sim",
+        messages=MSG,
+        max_tokens=7,  # type: ignore[arg-type]
     )
     body = raw.parse()
     row = _row(served, raw.headers["x-request-id"])

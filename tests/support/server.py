@@ -81,8 +81,15 @@ class LingyunServer:
         self.config_path.write_text(yaml.safe_dump({"models": self.models, **self.extra_config}))
         with (self.data_dir / "serve.log").open("ab") as log:
             self.proc = subprocess.Popen(
-                [*LINGYUN, "serve", "--port", str(self.port), "--config", str(self.config_path),
-                 *self._common()],  # fmt: skip
+                [
+                    *LINGYUN,
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--config",
+                    str(self.config_path),
+                    *self._common(),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **self.env},

@@ -1,0 +1,161 @@
+"""A ``lingyun serve`` with two tenants fully populated (admins, members, viewers, keys,
+grants), built through the admin API, for the tenancy and security suites.
+
+Only the platform admin is made with the CLI (the bootstrap path); everything else goes
+through ``/admin/v1`` so the suites exercise the API as a customer would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.server import LingyunServer
+
+ROOT_EMAIL = "root@lingyun.test"
+PASSWORD = "correct horse battery"
+MODELS = [
+    {"name": "sim", "engine": "simulator"},
+    {"name": "sim-b", "engine": "simulator"},
+    {"name": "sim-secret", "engine": "simulator"},
+]
+
+
+def login(base_url: str, email: str, password: str = PASSWORD) -> httpx.Client:
+    resp = httpx.post(
+        f"{base_url}/admin/v1/auth/login", json={"email": email, "password": password}
+    )
+    assert resp.status_code == 200, resp.text
+    return httpx.Client(
+        base_url=f"{base_url}/admin/v1",
+        headers={"authorization": f"Bearer {resp.json()['token']}"},
+        timeout=30,
+    )
+
+
+def ok(resp: httpx.Response, status: int = 200) -> Any:
+    assert resp.status_code == status, f"{resp.request.method} {resp.request.url}: {resp.text}"
+    return resp.json() if resp.content else None
+
+
+def poll(check: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> float:
+    """Seconds until ``check()`` held; fails after ``timeout_s``."""
+    start = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout_s:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        time.sleep(interval_s)
+
+
+@dataclass
+class Org:
+    """One tenant and its people and keys (ids, secrets and logged-in admin clients)."""
+
+    name: str
+    id: str = ""
+    default_project: str = ""
+    project: str = ""  # a second project, "team"
+    key: str = ""  # a key in the default project
+    key_id: str = ""
+    team_key: str = ""  # a key in "team"
+    team_key_id: str = ""
+    users: dict[str, str] = field(default_factory=dict)  # role -> user id
+    clients: dict[str, httpx.Client] = field(default_factory=dict)  # role -> admin client
+
+
+@dataclass
+class World:
+    server: LingyunServer
+    root: httpx.Client
+    a: Org
+    b: Org
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    def v1(self, key: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"{self.base_url}/v1", headers={"authorization": f"Bearer {key}"}, timeout=30
+        )
+
+    def new_key(self, client: httpx.Client, project_id: str, **body: Any) -> dict[str, Any]:
+        created: dict[str, Any] = ok(client.post(f"/projects/{project_id}/keys", json=body), 201)
+        return created
+
+    def close(self) -> None:
+        for org in (self.a, self.b):
+            for c in org.clients.values():
+                c.close()
+        self.root.close()
+
+
+def _populate(world_root: httpx.Client, base_url: str, org: Org) -> None:
+    tenant = ok(world_root.post("/tenants", json={"name": org.name}), 201)
+    org.id = tenant["id"]
+    projects = ok(world_root.get(f"/tenants/{org.id}/projects"))["data"]
+    org.default_project = projects[0]["id"]
+    team = ok(world_root.post(f"/tenants/{org.id}/projects", json={"name": "team"}), 201)
+    org.project = team["id"]
+    people = {
+        "tenant_admin": None,
+        "project_admin": org.project,
+        "member": org.default_project,
+        "viewer": org.default_project,
+    }
+    for role, project_id in people.items():
+        body: dict[str, Any] = {
+            "email": f"{role}@{org.name}.test", "password": PASSWORD, "role": role,
+        }  # fmt: skip
+        if project_id is not None:
+            body["project_id"] = project_id
+        user = ok(world_root.post(f"/tenants/{org.id}/users", json=body), 201)
+        org.users[role] = user["id"]
+        org.clients[role] = login(base_url, f"{role}@{org.name}.test")
+    admin = org.clients["tenant_admin"]
+    key = ok(admin.post(f"/projects/{org.default_project}/keys", json={"name": "main"}), 201)
+    org.key, org.key_id = key["key"], key["id"]
+    team_key = ok(admin.post(f"/projects/{org.project}/keys", json={"name": "team"}), 201)
+    org.team_key, org.team_key_id = team_key["key"], team_key["id"]
+
+
+def start_world(database_url: str, data_dir: Path) -> World:
+    server = LingyunServer(data_dir=data_dir, database_url=database_url, models=MODELS)
+    # Bootstrap: the CLI creates the first platform admin before the server starts.
+    data_dir.mkdir(parents=True, exist_ok=True)
+    result = _create_root(server)
+    assert result.returncode == 0, result.stderr
+    server.start(timeout_s=120)
+    root = login(server.base_url, ROOT_EMAIL)
+    a, b = Org("acme"), Org("globex")
+    for org in (a, b):
+        _populate(root, server.base_url, org)
+    # Tenant A may use "sim" and "sim-b"; inside A, project "team" only "sim".
+    # Tenant B may use "sim-b" only. Nobody is granted "sim-secret".
+    for model in ("sim", "sim-b"):
+        ok(root.post(f"/tenants/{a.id}/model-grants", json={"model": model}), 201)
+    ok(root.post(f"/tenants/{b.id}/model-grants", json={"model": "sim-b"}), 201)
+    admin_a = a.clients["tenant_admin"]
+    ok(admin_a.post(f"/tenants/{a.id}/model-grants", json={"model": "sim", "project_id": a.project}),
+       201)  # fmt: skip
+    return World(server, root, a, b)
+
+
+def _create_root(server: LingyunServer) -> Any:
+    import os
+    import subprocess
+
+    from tests.support.server import LINGYUN
+
+    return subprocess.run(
+        [*LINGYUN, "admin", "create-user", ROOT_EMAIL, "--password-stdin", "--platform-admin",
+         "--data-dir", str(server.data_dir), "--database-url", server.database_url],
+        input=PASSWORD + "\n", capture_output=True, text=True, env={**os.environ}, timeout=60,
+    )  # fmt: skip
