@@ -17,10 +17,22 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """Each test that takes this runs twice: on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
         yield fresh_sqlite(tmp_path_factory.mktemp("sqlite"))
+    else:
+        with fresh_postgres() as url:
+            yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database no other test touches, for tests that read whole tables."""
+    if request.param == "sqlite":
+        yield fresh_sqlite(tmp_path)
     else:
         with fresh_postgres() as url:
             yield url

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
                 for stream in modes:
                     for conc in levels:
                         for t in targets:
-                            tgt = Target(t.name, urls[pace.name], t.key, None) if t.proc is None else t
+                            tgt = t if t.proc else Target(t.name, urls[pace.name], t.key, None)
                             n = count_for(t.name, conc, pace, quick)
                             r = measure(tgt, pace, replicas[pace.name], stream, conc, n,
                                         cpus["loadgen"], args.deadline_s)  # fmt: skip

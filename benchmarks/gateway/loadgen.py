@@ -97,7 +97,7 @@ async def _round(
                 latency, first = await asyncio.wait_for(
                     _one(session, url, headers, body, args.stream), timeout
                 )
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 if tally is not None:
                     tally.error("timeout (run deadline)")
                 continue

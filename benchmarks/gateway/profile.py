@@ -71,12 +71,9 @@ def main() -> None:
             assert gen.stdout is not None
             gen.stdout.readline()  # warm
             raw = args.out or work / "profile.txt"
-            subprocess.run(
-                [pyspy, "record", "-p", str(gw.proc.pid), "-d", str(args.duration), "-r", "200",
-                 "-f", "raw", "-o", str(raw), "--gil"],  # fmt: skip
-                check=True,
-                capture_output=True,
-            )
+            record = [pyspy, "record", "-p", str(gw.proc.pid), "-d", str(args.duration),
+                      "-r", "200", "-f", "raw", "-o", str(raw), "--gil"]  # fmt: skip
+            subprocess.run(record, check=True, capture_output=True)
             gen.wait()
             print(summarize(raw, args.top))
         finally:

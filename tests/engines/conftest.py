@@ -1,7 +1,7 @@
 """Fixtures for the worker server tests: real ``lingyun worker`` processes, one per backend.
 
-All three session workers start together the first time any is asked for, so their model
-loads overlap; each fixture then waits for its own ``/health``. Tests drive them with the
+The session workers that the collected tests use start together the first time any is asked
+for, so their model loads overlap; each fixture then waits for its own ``/health``. Tests drive them with the
 official ``openai`` client.
 """
 
@@ -23,15 +23,20 @@ def worker_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def _session_workers(
-    tiny_model_dir: Path, worker_log_dir: Path
+    request: pytest.FixtureRequest, worker_log_dir: Path
 ) -> Iterator[dict[str, WorkerProcess]]:
-    workers = {
-        "simulator": WorkerProcess("simulator", "sim-model", args='{"output_tokens": 16}'),
-        "transformers": WorkerProcess(
+    """Start, together, the workers that this session's tests will ask for."""
+    wanted = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    workers: dict[str, WorkerProcess] = {}
+    if "sim_worker" in wanted:
+        workers["simulator"] = WorkerProcess("simulator", "sim-model", args='{"output_tokens": 16}')
+    if "tf_worker" in wanted:
+        tiny_model_dir: Path = request.getfixturevalue("tiny_model_dir")
+        workers["transformers"] = WorkerProcess(
             "transformers", "tiny-chat", model=str(tiny_model_dir), args='{"device": "cpu"}'
-        ),
-        "embeddings": WorkerProcess("embeddings", "minilm", model="all-MiniLM-L6-v2"),
-    }
+        )
+    if "emb_worker" in wanted:
+        workers["embeddings"] = WorkerProcess("embeddings", "minilm", model="all-MiniLM-L6-v2")
     for w in workers.values():
         w.start(worker_log_dir)
     yield workers

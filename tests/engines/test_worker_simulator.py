@@ -129,6 +129,8 @@ def test_completions(sim_worker: WorkerProcess) -> None:
         ),
         pytest.param({"response_format": {"type": "json_object"}}, "response_format", id="json"),
         pytest.param({"logprobs": True}, "logprobs", id="logprobs"),
+        pytest.param({"logit_bias": {"1": 5}}, "logit_bias", id="logit-bias"),
+        pytest.param({"presence_penalty": 0.5}, "presence_penalty", id="penalty"),
     ],
 )
 def test_unsupported_parameters_are_400(

@@ -19,11 +19,19 @@ from tests.support.server import LingyunServer
 
 ROOT_EMAIL = "root@lingyun.test"
 PASSWORD = "correct horse battery"
+# One real replica ("sim"); the others are upstreams at a closed port (no process to start):
+# a request the gateway lets through to them fails with a 5xx after routing, never a 404.
+_NOWHERE = "http://127.0.0.1:9/v1"
 MODELS = [
     {"name": "sim", "engine": "simulator"},
-    {"name": "sim-b", "engine": "simulator"},
-    {"name": "sim-secret", "engine": "simulator"},
+    {"name": "sim-b", "engine": "openai-compatible", "base_url": _NOWHERE, "model": "x"},
+    {"name": "sim-secret", "engine": "openai-compatible", "base_url": _NOWHERE, "model": "x"},
 ]
+
+
+def admitted(resp: httpx.Response) -> bool:
+    """Authenticated and resolved: served (sim) or routed to a dead upstream (the others)."""
+    return resp.status_code == 200 or resp.status_code >= 500
 
 
 def login(base_url: str, email: str, password: str = PASSWORD) -> httpx.Client:

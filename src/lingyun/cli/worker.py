@@ -67,7 +67,7 @@ def worker(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     logger.info("worker %s (%s) loaded; serving on %s:%d", served_model_name, backend, host, port)
-    app = create_app(loaded, served_model_name)
+    app = create_app(loaded, served_model_name, usage_log=backend_args.get("usage_log"))
     # A stopped replica should go quickly: streams still open after 5 s are cut.
     uvicorn.run(
         app,

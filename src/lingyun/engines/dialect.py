@@ -15,6 +15,10 @@ from lingyun.errors import LingyunError, error_for_status
 
 class Dialect:
     name = "openai"
+    # Ask for usage on every stream chunk (vLLM's ``continuous_usage_stats``; our worker has
+    # it too), so a stream cut off by a client or a crash is still metered exactly. Servers
+    # that might reject the unknown option (public clouds) turn it off.
+    continuous_usage = True
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"}

@@ -106,8 +106,8 @@ ARG_KINDS: dict[str, _Kind] = {
     # KV cache quantization (ggml type ids)
     "type_k": "int",
     "type_v": "int",
-    "verbose": "bool",
     # server behaviour
+    "verbose": "bool",
     "interrupt_requests": "bool",
     "disable_ping_events": "bool",
 }
@@ -235,9 +235,11 @@ def _ready_timeout(deployment: str, value: object) -> float:
 
 
 def _check_installed() -> None:
+    # ValueError like bad config: retrying does not install it, and the supervisor marks a
+    # replica whose process() raises ValueError as failed with this message.
     missing = [m for m in _REQUIRED_MODULES if importlib.util.find_spec(m) is None]
     if missing:
-        raise RuntimeError(
+        raise ValueError(
             f"the llamacpp engine needs llama-cpp-python[server] ({', '.join(missing)} "
             f"missing): {INSTALL_HINT}"
         )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ class RequestContext:
     stream: bool
     # Did the client ask for the final usage chunk? (We always ask the engine for it.)
     client_wants_usage: bool
+    # ...and usage on every chunk (vLLM's continuous_usage_stats)?
+    client_continuous_usage: bool
     # Upper bound on output tokens, for admission's worst case; None = engine default.
     max_output_tokens: int | None
     # Size of the request body: an upper bound on its prompt tokens.

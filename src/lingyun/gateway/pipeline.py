@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import httpx
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -32,7 +31,7 @@ from lingyun.gateway.admit import Admission
 from lingyun.gateway.authenticate import Authenticator
 from lingyun.gateway.context import RequestContext
 from lingyun.gateway.queue import CapacityQueue
-from lingyun.gateway.relay import Relay, ReplicaUnreachableError, record_error
+from lingyun.gateway.relay import Relay, ReplicaUnreachableError, Upstream, record_error
 from lingyun.gateway.resolve import ModelCatalog
 from lingyun.gateway.route import RouterChain
 from lingyun.gateway.settle import Settler
@@ -154,7 +153,7 @@ class _Finisher:
         self.ctx = ctx
         self.admitted = False
         self.queued = False
-        self.upstream: httpx.Response | None = None
+        self.upstream: Upstream | None = None
         self._done = False
 
     def take_replica(self, replica: Replica) -> None:
@@ -248,6 +247,7 @@ def _context_of(endpoint: Endpoint, parsed: BaseModel) -> RequestContext:
             body=body,
             stream=parsed.stream,
             client_wants_usage=parsed.wants_usage_chunk(),
+            client_continuous_usage=parsed.wants_continuous_usage(),
             max_output_tokens=parsed.output_limit(),
             choices=parsed.n,
         )
@@ -258,6 +258,7 @@ def _context_of(endpoint: Endpoint, parsed: BaseModel) -> RequestContext:
         body=body,
         stream=False,
         client_wants_usage=False,
+        client_continuous_usage=False,
         max_output_tokens=0,
     )
 

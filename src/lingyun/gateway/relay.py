@@ -5,17 +5,24 @@ llama.cpp and public clouds; a peer's quirks are its ``Dialect``'s business. Bef
 byte reaches the client an error is raised (and rendered as JSON with a status); after it,
 an error becomes one SSE ``error`` event and the stream ends. We always ask the engine for the
 final usage chunk and strip it when the client did not ask for it.
+
+The client is aiohttp: under load httpx's connection pool scans every pooled connection on
+each request (quadratic in concurrency), which cost most of the gateway's CPU at 64+
+concurrent requests. Events are parsed (for usage and in-band errors) but re-encoded only
+when they must change beyond the model name, which is swapped in the bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 
 from lingyun.errors import LingyunError, UpstreamError, UpstreamTimeoutError
 from lingyun.gateway.context import RequestContext
@@ -42,19 +49,59 @@ def sse_event(payload: dict[str, Any]) -> bytes:
     )
 
 
+# Seconds to wait for the end of a body after [DONE], so the connection can be reused.
+DRAIN_S = 0.05
+# Below uvicorn's 5 s keep-alive, so we never send on a connection the replica is closing.
+KEEPALIVE_S = 4.0
+
+
+class Upstream:
+    """A streamed answer being relayed. ``aclose`` returns the connection to the pool when
+    the body was read to its end, and drops it otherwise (which stops the replica's work)."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status
+
+    async def aclose(self) -> None:
+        if self.response.content.at_eof():
+            self.response.release()
+        else:
+            self.response.close()
+
+
 class Relay:
-    def __init__(self, timeout_s: float = 600.0, client: httpx.AsyncClient | None = None) -> None:
-        self.client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=5.0, pool=timeout_s),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=4096),
-            # Replica addresses are explicit; proxy variables must not reroute them.
-            trust_env=False,
-        )
+    def __init__(
+        self, timeout_s: float = 600.0, session: aiohttp.ClientSession | None = None
+    ) -> None:
+        self.timeout_s = timeout_s
+        self._session = session
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        # Created on first use: an aiohttp session belongs to the running event loop.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=5.0, sock_read=self.timeout_s
+                ),
+                # Replica addresses are explicit; proxy variables must not reroute them.
+                trust_env=False,
+            )
+        return self._session
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-    def _request(self, ctx: RequestContext) -> httpx.Request:
+    def _request(self, ctx: RequestContext) -> tuple[str, bytes, dict[str, str]]:
         replica = ctx.replica
         assert replica is not None  # the router sets it before relay is called
         body = dict(ctx.body)
@@ -62,39 +109,43 @@ class Relay:
         if ctx.stream:
             options = dict(body.get("stream_options") or {})
             options["include_usage"] = True
+            if replica.dialect.continuous_usage:
+                options["continuous_usage_stats"] = True
             body["stream_options"] = options
         headers = {
             **replica.headers,
             "content-type": "application/json",
             "x-request-id": ctx.request_id,
         }
-        return self.client.build_request(
-            "POST",
-            replica.base_url + PATHS[ctx.endpoint],
-            content=json.dumps(body, ensure_ascii=False).encode(),
-            headers=headers,
-        )
+        url = replica.base_url + PATHS[ctx.endpoint]
+        return url, json.dumps(body, ensure_ascii=False).encode(), headers
 
-    async def _send(self, ctx: RequestContext, stream: bool) -> httpx.Response:
+    async def _call(self, ctx: RequestContext) -> tuple[int, bytes]:
+        """Status and whole body of a non-streaming call."""
+        url, body, headers = self._request(ctx)
         try:
-            return await self.client.send(self._request(ctx), stream=stream)
-        except httpx.ConnectError as exc:
-            raise ReplicaUnreachableError(f"Could not connect to the model backend: {exc}") from exc
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeoutError("The model backend did not answer in time.") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"The model backend failed: {type(exc).__name__}") from exc
+            async with self.session.post(url, data=body, headers=headers) as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _translate(exc) from exc
+
+    async def _open(self, ctx: RequestContext) -> aiohttp.ClientResponse:
+        url, body, headers = self._request(ctx)
+        try:
+            return await self.session.post(url, data=body, headers=headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _translate(exc) from exc
 
     async def unary(self, ctx: RequestContext) -> bytes:
         """A non-streaming call: the engine's JSON with our model name, or an error."""
-        resp = await self._send(ctx, stream=False)
+        status, raw = await self._call(ctx)
         ctx.first_byte_at = time.perf_counter()
         assert ctx.replica is not None
         dialect = ctx.replica.dialect
-        if resp.status_code >= 400:
-            raise dialect.translate_error(resp.status_code, resp.content)
+        if status >= 400:
+            raise dialect.translate_error(status, raw)
         try:
-            payload = json.loads(resp.content)
+            payload = json.loads(raw)
         except ValueError as exc:
             raise UpstreamError("The model backend returned invalid JSON.") from exc
         if not isinstance(payload, dict):
@@ -103,61 +154,51 @@ class Relay:
         if err is not None:
             raise err
         take_usage(ctx, payload.get("usage"))
+        renamed = _Renamer(ctx.replica.model_id, ctx.model)(raw, payload)
+        if renamed is not None:
+            return renamed
         payload["model"] = ctx.model
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
-    async def open_stream(self, ctx: RequestContext) -> httpx.Response:
+    async def open_stream(self, ctx: RequestContext) -> Upstream:
         """Start a stream; errors before the first byte are raised, not streamed."""
-        resp = await self._send(ctx, stream=True)
+        resp = await self._open(ctx)
         assert ctx.replica is not None
         dialect = ctx.replica.dialect
-        if resp.status_code >= 400:
-            body = await resp.aread()
-            await resp.aclose()
-            raise dialect.translate_error(resp.status_code, body)
+        if resp.status >= 400:
+            try:
+                body = await resp.read()
+            finally:
+                resp.close()
+            raise dialect.translate_error(resp.status, body)
         if not resp.headers.get("content-type", "").startswith("text/event-stream"):
             # Some clouds refuse a stream with a plain JSON body and HTTP 200 (Qianfan v1).
-            body = await resp.aread()
-            await resp.aclose()
+            try:
+                body = await resp.read()
+            finally:
+                resp.close()
             payload = _parse_chunk(body.decode("utf-8", "replace"))
             raise dialect.inband_error(payload) or UpstreamError(
                 "The model backend answered a stream request without a stream."
             )
-        return resp
+        return Upstream(resp)
 
-    async def events(self, ctx: RequestContext, resp: httpx.Response) -> AsyncIterator[bytes]:
+    async def events(self, ctx: RequestContext, resp: Upstream) -> AsyncIterator[bytes]:
         """Relay SSE events as they come; the caller closes ``resp``."""
         assert ctx.replica is not None
-        dialect = ctx.replica.dialect
+        rename = _Renamer(ctx.replica.model_id, ctx.model)
         finished = False
         try:
-            async for line in resp.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    finished = True
+            async for batch in _data_lines(resp.response):
+                for data in batch:
+                    if data == b"[DONE]":
+                        finished = True
+                        break
+                    event = _event(ctx, data, rename)
+                    if event is not None:
+                        yield event
+                if finished:
                     break
-                chunk = _parse_chunk(data)
-                err = dialect.inband_error(chunk)
-                if err is not None:
-                    raise err
-                usage = chunk.get("usage")
-                if usage:
-                    take_usage(ctx, usage)
-                if not chunk.get("choices"):
-                    if usage and not ctx.client_wants_usage:
-                        continue
-                else:
-                    ctx.streamed_pieces += 1
-                    for hook in ctx.token_hooks:
-                        hook(1)
-                    if usage and not ctx.client_wants_usage:
-                        chunk["usage"] = None
-                chunk["model"] = ctx.model
-                if ctx.first_byte_at is None:
-                    ctx.first_byte_at = time.perf_counter()
-                yield sse_event(chunk)
             if not finished:
                 raise UpstreamError("The model backend ended the stream early.")
             ctx.stream_ended = True
@@ -166,14 +207,115 @@ class Relay:
             record_error(ctx, err)
             ctx.stream_ended = True
             yield sse_event(err.to_body())
-        except httpx.HTTPError as exc:
+            return
+        except (aiohttp.ClientError, TimeoutError) as exc:
             broken = UpstreamError(f"The model backend stopped mid-stream: {type(exc).__name__}")
             record_error(ctx, broken)
             ctx.stream_ended = True
             yield sse_event(broken.to_body())
+            return
+        await _drain(resp.response)
 
 
-def _parse_chunk(data: str) -> dict[str, Any]:
+def _event(ctx: RequestContext, data: bytes, rename: _Renamer) -> bytes | None:
+    """One upstream event as the client gets it, or None when it is dropped."""
+    chunk = _parse_chunk(data)
+    assert ctx.replica is not None
+    err = ctx.replica.dialect.inband_error(chunk)
+    if err is not None:
+        raise err
+    usage = chunk.get("usage")
+    if usage:
+        take_usage(ctx, usage)
+    raw: bytes | None = data
+    if not chunk.get("choices"):
+        if usage and not ctx.client_wants_usage:
+            return None  # the final usage chunk we asked for, not the client
+    else:
+        ctx.streamed_pieces += 1
+        for hook in ctx.token_hooks:
+            hook(1)
+        if usage and not ctx.client_continuous_usage:
+            # usage on every chunk is our request to the engine, not the client's
+            chunk["usage"] = None
+            raw = _without_usage(data, usage)
+    if ctx.first_byte_at is None:
+        ctx.first_byte_at = time.perf_counter()
+    renamed = None if raw is None else rename(raw, chunk)
+    if renamed is None:
+        chunk["model"] = ctx.model
+        return sse_event(chunk)
+    return b"data: " + renamed + b"\n\n"
+
+
+def _without_usage(raw: bytes, usage: Any) -> bytes | None:
+    """The chunk's bytes with its trailing ``"usage":{...}`` set to null, when usage is
+    the last field (as vLLM and our worker write it); None means re-encode instead."""
+    at = raw.rfind(b',"usage":')
+    if at < 0 or not raw.endswith(b"}"):
+        return None
+    try:
+        if json.loads(raw[at + 9 : -1]) != usage:
+            return None
+    except ValueError:
+        return None
+    return raw[:at] + b',"usage":null}'
+
+
+class _Renamer:
+    """Puts the public model name in an upstream JSON body, in its bytes when that is safe:
+    the body names the replica's model id exactly once, in our compact spelling, so that
+    occurrence is the top-level field. Otherwise it answers None and the caller re-encodes."""
+
+    __slots__ = ("new", "old", "public", "served")
+
+    def __init__(self, served: str, public: str) -> None:
+        self.served, self.public = served, public
+        self.old = b'"model":' + json.dumps(served, ensure_ascii=False).encode()
+        self.new = b'"model":' + json.dumps(public, ensure_ascii=False).encode()
+
+    def __call__(self, raw: bytes, payload: dict[str, Any]) -> bytes | None:
+        model = payload.get("model")
+        if model == self.public:
+            return raw
+        if model == self.served and raw.count(self.old) == 1:
+            return raw.replace(self.old, self.new)
+        return None
+
+
+async def _data_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+    """The ``data:`` payloads of an SSE body, a list per network read (lines end in \\n,
+    \\r\\n or \\r, as httpx's ``aiter_lines`` splits them)."""
+    tail = b""
+    async for piece in resp.content.iter_any():
+        buf = tail + piece if tail else piece
+        lines = buf.splitlines()
+        tail = b"" if buf.endswith((b"\n", b"\r")) else lines.pop()
+        datas = [line[5:].strip() for line in lines if line.startswith(b"data:")]
+        if datas:
+            yield datas
+    if tail.startswith(b"data:"):
+        yield [tail[5:].strip()]
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    """Read what follows [DONE] (the chunked body's end) so the connection is reused."""
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        async with asyncio.timeout(DRAIN_S):
+            while not resp.content.at_eof() and await resp.content.readany():
+                pass
+
+
+def _translate(exc: aiohttp.ClientError | TimeoutError) -> LingyunError:
+    """aiohttp's exceptions, mapped at our edge: only a refused connection is retryable."""
+    if isinstance(exc, TimeoutError):  # aiohttp's socket timeouts are TimeoutErrors too
+        return UpstreamTimeoutError("The model backend did not answer in time.")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ReplicaUnreachableError(f"Could not connect to the model backend: {exc}")
+    return UpstreamError(f"The model backend failed: {type(exc).__name__}")
+
+
+def _parse_chunk(data: str | bytes) -> dict[str, Any]:
     try:
         chunk = json.loads(data)
     except ValueError as exc:

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 class TenancyRuntime:
-    def __init__(self, db: Database, grants_ttl_s: float = 0.5, touch_every_s: float = 5.0):
+    def __init__(self, db: Database, grants_ttl_s: float = 0.5, touch_every_s: float = 2.0):
         self.db = db
         self.access = GrantCache()
         self._ttl = grants_ttl_s

@@ -14,7 +14,7 @@ from lingyun.store.db import Database
 from lingyun.store.models import ApiKey, Project, Tenant
 from lingyun.tenancy.audit import Actor
 from lingyun.tenancy.grants import GrantService
-from lingyun.tenancy.roles import Principal
+from lingyun.tenancy.roles import Principal, not_found
 from lingyun.tenancy.service import TenancyService
 from lingyun.tenancy.users import UserService
 
@@ -60,7 +60,8 @@ class Ctx:
 
     async def visible_key(self, key_id: str) -> ApiKey:
         key = await self.tenancy.key_by_id(key_id)
-        self.principal.require_project_visible(key.tenant_id, key.project_id)
+        if not self.principal.can_see_project(key.tenant_id, key.project_id):
+            raise not_found("key", key_id)
         return key
 
     def keys_changed(self) -> None:

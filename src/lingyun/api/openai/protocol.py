@@ -23,6 +23,8 @@ class _Open(BaseModel):
 
 class StreamOptions(_Open):
     include_usage: bool = False
+    # vLLM's extension: usage so far on every chunk, so a cut-off stream is still metered.
+    continuous_usage_stats: bool = False
 
 
 class ChatMessage(_Open):
@@ -62,6 +64,11 @@ class _Sampling(_Open):
         if len(stops) > MAX_STOP:
             raise InvalidRequestError(f"At most {MAX_STOP} stop sequences.", param="stop")
         return [s for s in stops if s]
+
+    def wants_continuous_usage(self) -> bool:
+        return bool(
+            self.stream and self.stream_options and self.stream_options.continuous_usage_stats
+        )
 
     def wants_usage_chunk(self) -> bool:
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)

@@ -166,6 +166,8 @@ class ProviderDialect(Dialect):
     documents the code, matched case-insensitively.
     """
 
+    continuous_usage = False
+
     name: str = "openai-compatible"
     display_name: str = "the upstream"
     codes: ClassVar[dict[str, Fault]] = {}

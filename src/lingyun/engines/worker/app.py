@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import time
 import uuid
@@ -75,6 +76,12 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
             await asyncio.wait((task,))
 
 
+def _so_far(
+    req: ChatCompletionRequest | CompletionRequest, run: Run
+) -> Callable[[], dict[str, int]] | None:
+    return run.usage if req.wants_continuous_usage() else None
+
+
 def _extra_fields(req: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
     return dict(req.model_extra or {})
 
@@ -82,8 +89,11 @@ def _extra_fields(req: ChatCompletionRequest | CompletionRequest) -> dict[str, A
 class Worker:
     """Request handling bound to one backend and one served model name."""
 
-    def __init__(self, backend: Backend, served_model_name: str) -> None:
+    def __init__(
+        self, backend: Backend, served_model_name: str, usage_log: str | None = None
+    ) -> None:
         self.backend = backend
+        self.usage_log = UsageLog(usage_log) if usage_log else None
         self.model = served_model_name
         self.created = int(time.time())
         self.gen = backend if isinstance(backend, GenerationBackend) else None
@@ -115,9 +125,11 @@ class Worker:
         run = start_run(gen, req, [prompt], _extra_fields(req))
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
-            enc = sse.ChatChunkEncoder(rid, int(time.time()), self.model, req.wants_usage_chunk())
+            enc = sse.ChatChunkEncoder(
+                rid, int(time.time()), self.model, req.wants_usage_chunk(), _so_far(req, run)
+            )
             return await self._stream(request, run, enc, req.wants_usage_chunk())
-        texts = await until_disconnect(request, collect(run))
+        texts = await self._collect(request, run)
         choices = [
             {
                 "index": i,
@@ -139,10 +151,10 @@ class Worker:
         rid = f"cmpl-{uuid.uuid4().hex}"
         if req.stream:
             enc = sse.CompletionChunkEncoder(
-                rid, int(time.time()), self.model, req.wants_usage_chunk()
+                rid, int(time.time()), self.model, req.wants_usage_chunk(), _so_far(req, run)
             )
             return await self._stream(request, run, enc, req.wants_usage_chunk())
-        texts = await until_disconnect(request, collect(run))
+        texts = await self._collect(request, run)
         choices = [
             {
                 "index": i,
@@ -153,6 +165,22 @@ class Worker:
             for i in run.indices
         ]
         return JSONResponse(self._body(rid, "text_completion", choices, run))
+
+    async def _collect(self, request: Request, run: Run) -> dict[int, str]:
+        outcome = "cancelled"
+        try:
+            texts = await until_disconnect(request, collect(run))
+            outcome = "served"
+            return texts
+        except LingyunError:
+            outcome = "failed"
+            raise
+        finally:
+            self._log(request, run, outcome)
+
+    def _log(self, request: Request, run: Run, outcome: str) -> None:
+        if self.usage_log is not None:
+            self.usage_log.write(request.headers.get("x-request-id", ""), run.usage(), outcome)
 
     def _body(self, rid: str, obj: str, choices: list[dict[str, Any]], run: Run) -> dict[str, Any]:
         return {
@@ -175,7 +203,7 @@ class Worker:
         except BaseException:
             await events.aclose()  # type: ignore[attr-defined]
             raise
-        body = _sse_body(run, enc, first, include_usage)
+        body = _sse_body(run, enc, first, include_usage, lambda o: self._log(request, run, o))
         return _ClosingStreamingResponse(
             body,
             media_type="text/event-stream",
@@ -226,6 +254,21 @@ class Worker:
         }
 
 
+class UsageLog:
+    """What this engine generated, per gateway request id, one JSON line per request.
+
+    Written as each request ends (line-buffered, so it survives the process dying), for
+    audits and for tests that compare the gateway's ledger with the engine's own counts.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+
+    def write(self, request_id: str, usage: dict[str, int], outcome: str) -> None:
+        record = {"request_id": request_id, "outcome": outcome, **usage}
+        self._file.write(json.dumps(record) + "\n")
+
+
 class _ClosingStreamingResponse(StreamingResponse):
     """Closes its body generator however the response ends.
 
@@ -246,9 +289,14 @@ class _ClosingStreamingResponse(StreamingResponse):
 
 
 async def _sse_body(
-    run: Run, enc: sse.ChunkEncoder, first: Event | None, include_usage: bool
+    run: Run,
+    enc: sse.ChunkEncoder,
+    first: Event | None,
+    include_usage: bool,
+    on_end: Callable[[str], None],
 ) -> AsyncGenerator[bytes, None]:
     events = run.events
+    outcome = "cancelled"  # unless it reaches its end or fails
     try:
         for index in run.indices:
             head = enc.start(index)
@@ -267,22 +315,26 @@ async def _sse_body(
         for index in run.indices:
             if index not in run.finished:  # a backend ended without a reason
                 yield enc.finish(index, "stop")
+        outcome = "served"
         if include_usage:
             yield enc.usage(run.usage())
         yield sse.DONE
     except LingyunError as exc:
+        outcome = "failed"
         logger.warning("stream failed after its first byte: %s", exc.message)
         yield sse.error_event(exc)
     except Exception:
+        outcome = "failed"
         logger.exception("stream failed after its first byte")
         yield sse.error_event(LingyunError("The server had an error while generating."))
     finally:
+        on_end(outcome)
         await events.aclose()  # type: ignore[attr-defined]
 
 
-def create_app(backend: Backend, served_model_name: str) -> FastAPI:
+def create_app(backend: Backend, served_model_name: str, usage_log: str | None = None) -> FastAPI:
     """The app for one loaded backend; the backend is closed when the app shuts down."""
-    worker = Worker(backend, served_model_name)
+    worker = Worker(backend, served_model_name, usage_log)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

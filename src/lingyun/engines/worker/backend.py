@@ -25,7 +25,9 @@ BACKENDS: dict[str, str] = {
 
 # Request parameters an engine may support; a backend that does not lists none of them and
 # the HTTP layer answers 400 ``unsupported_parameter`` when a request sets one.
-OPTIONAL_FEATURES = frozenset({"tools", "response_format", "logprobs", "penalties", "echo"})
+OPTIONAL_FEATURES = frozenset(
+    {"tools", "response_format", "logprobs", "penalties", "echo", "suffix", "logit_bias", "best_of"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,11 @@ def check_features(
     for name in ("presence_penalty", "frequency_penalty"):
         if getattr(req, name) and "penalties" not in features:
             raise _unsupported(name, name)
+    extra = req.model_extra or {}
+    if extra.get("logit_bias") and "logit_bias" not in features:
+        raise _unsupported("logit_bias", "logit_bias")
+    if (extra.get("best_of") or 1) != 1 and "best_of" not in features:
+        raise _unsupported("best_of", "best_of")
 
 
 def sampling_params(

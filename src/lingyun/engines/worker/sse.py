@@ -8,6 +8,7 @@ the simulator is driven at thousands of requests per second and this is its hot 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from lingyun.errors import LingyunError
@@ -33,15 +34,27 @@ class ChunkEncoder:
 
     object_name = ""
 
-    def __init__(self, response_id: str, created: int, model: str, include_usage: bool) -> None:
+    def __init__(
+        self,
+        response_id: str,
+        created: int,
+        model: str,
+        include_usage: bool,
+        usage_so_far: Callable[[], dict[str, int]] | None = None,
+    ) -> None:
         self._head = (
             f'data: {{"id":{_dumps(response_id)},"object":"{self.object_name}",'
             f'"created":{created},"model":{_dumps(model)},"system_fingerprint":null,"choices":['
         )
         self._tail = "]" + (',"usage":null' if include_usage else "") + "}\n\n"
         self._usage_head = self._head + '],"usage":'
+        # With continuous usage stats every chunk carries the usage so far (vLLM does too).
+        self._usage_so_far = usage_so_far
 
     def _choice(self, body: str) -> bytes:
+        if self._usage_so_far is not None:
+            tail = '],"usage":' + _dumps(self._usage_so_far()) + "}\n\n"
+            return (self._head + body + tail).encode()
         return (self._head + body + self._tail).encode()
 
     def usage(self, usage: dict[str, int]) -> bytes:

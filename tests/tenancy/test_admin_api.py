@@ -1,0 +1,163 @@
+"""The admin API as its users see it: log in, manage projects, keys, people, grants,
+overrides; read the audit log, usage and the model list."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from lingyun.store.access import ROLES
+from tests.support.tenancy import PASSWORD, World, admitted, login, ok, poll
+
+pytestmark = pytest.mark.postgres
+
+MSG = [{"role": "user", "content": "count to three"}]
+
+
+def test_login_failures_look_alike_and_logout_ends_the_session(world: World) -> None:
+    url = f"{world.base_url}/admin/v1/auth/login"
+    wrong = httpx.post(url, json={"email": "tenant_admin@acme.test", "password": "nope-nope"})
+    nobody = httpx.post(url, json={"email": "nobody@acme.test", "password": "nope-nope"})
+    assert wrong.status_code == nobody.status_code == 401
+    assert wrong.json() == nobody.json()
+    assert httpx.post(url, json={"email": "a@b.c", "password": "x", "role": "x"}).status_code == 400
+    client = login(world.base_url, "member@acme.test")
+    assert ok(client.get("/auth/me"))["email"] == "member@acme.test"
+    assert client.post("/auth/logout").status_code == 204
+    assert client.get("/auth/me").status_code == 401
+    client.close()
+
+
+def test_key_secret_is_shown_once(world: World) -> None:
+    admin = world.a.clients["tenant_admin"]
+    created = world.new_key(admin, world.a.project, name="ci")
+    secret = created["key"]
+    assert created["prefix"] == secret[:12] and created["project_id"] == world.a.project
+    for path in (f"/keys/{created['id']}", f"/projects/{world.a.project}/keys",
+                 f"/tenants/{world.a.id}/keys"):  # fmt: skip
+        resp = admin.get(path)
+        assert resp.status_code == 200 and secret not in resp.text and '"key":' not in resp.text
+    with world.v1(secret) as c:
+        assert (
+            c.post("/chat/completions", json={"model": "sim", "messages": MSG}).status_code == 200
+        )
+
+    def used() -> bool:
+        return ok(admin.get(f"/keys/{created['id']}"))["last_used_at"] is not None
+
+    poll(used, 6.0, 0.2)  # written in batches off the request path
+
+
+def test_member_creates_keys_in_its_project_only(world: World) -> None:
+    member = world.a.clients["member"]
+    made = world.new_key(member, world.a.default_project, name="mine")
+    assert ok(member.post(f"/keys/{made['id']}/revoke"))["revoked_at"] is not None
+    assert member.post(f"/projects/{world.a.project}/keys", json={}).status_code == 404
+    keys = ok(member.get(f"/tenants/{world.a.id}/keys"))["data"]
+    assert {k["project_id"] for k in keys} == {world.a.default_project}
+
+
+def test_role_bindings_lifecycle(world: World) -> None:
+    a = world.a
+    admin = a.clients["tenant_admin"]
+    user = ok(admin.post(f"/tenants/{a.id}/users", json={
+        "email": "newbie@acme.test", "password": PASSWORD, "role": "viewer",
+        "project_id": a.project}), 201)  # fmt: skip
+    # The project admin of "team" may make the newcomer a member of "team", not more.
+    padmin = a.clients["project_admin"]
+    binding = ok(padmin.post(f"/tenants/{a.id}/role-bindings", json={
+        "user_id": user["id"], "role": "member", "project_id": a.project}), 201)  # fmt: skip
+    assert binding["role"] == "member" and binding["project_id"] == a.project
+    assert padmin.post(f"/tenants/{a.id}/role-bindings", json={
+        "user_id": user["id"], "role": "tenant_admin"}).status_code == 403  # fmt: skip
+    listed = ok(padmin.get(f"/tenants/{a.id}/role-bindings"))["data"]
+    assert binding["id"] in {b["id"] for b in listed}
+    assert all(b["project_id"] == a.project or b["user_id"] == a.users["project_admin"]
+               for b in listed)  # fmt: skip
+    newbie = login(world.base_url, "newbie@acme.test")
+    assert {b["role"] for b in ok(newbie.get("/auth/me"))["bindings"]} == {"viewer", "member"}
+    assert padmin.delete(f"/role-bindings/{binding['id']}").status_code == 204
+    assert {b["role"] for b in ok(newbie.get("/auth/me"))["bindings"]} == {"viewer"}
+    assert user["id"] in {u["id"] for u in ok(admin.get(f"/tenants/{a.id}/users"))["data"]}
+    newbie.close()
+
+
+def test_stored_roles_are_snake_case() -> None:
+    assert ROLES == ("platform_admin", "tenant_admin", "project_admin", "member", "viewer")
+
+
+def test_overrides_merge_and_clear(world: World) -> None:
+    admin = world.a.clients["tenant_admin"]
+    path = f"/projects/{world.a.project}/overrides"
+    assert ok(admin.patch(path, json={"rpm": 60, "monthly_budget": "12.50"}))["settings"] == {
+        "rpm": 60, "monthly_budget": "12.50"}  # fmt: skip
+    assert ok(admin.patch(path, json={"rpm": None, "tpm": 1000}))["settings"] == {
+        "monthly_budget": "12.50", "tpm": 1000}  # fmt: skip
+    assert ok(admin.get(path))["settings"] == {"monthly_budget": "12.50", "tpm": 1000}
+    assert admin.patch(path, json={"rpm": -1}).status_code == 400
+    assert admin.patch(path, json={"colour": "red"}).status_code == 400
+    key_path = f"/keys/{world.a.team_key_id}/overrides"
+    assert ok(admin.patch(key_path, json={"rpm": 5}))["settings"] == {"rpm": 5}
+    assert world.a.clients["member"].patch(path, json={"rpm": 1}).status_code == 404
+    assert world.a.clients["viewer"].get(key_path).status_code == 404
+
+
+def test_audit_log_records_who_what_where(world: World) -> None:
+    a = world.a
+    admin = a.clients["tenant_admin"]
+    made = world.new_key(admin, a.default_project, name="audited")
+    events = ok(admin.get(f"/tenants/{a.id}/audit", params={"limit": 1000}))["data"]
+    mine = [e for e in events if e["target_id"] == made["id"]]
+    assert len(mine) == 1
+    (event,) = mine
+    assert event["action"] == "key.create" and event["actor"] == "tenant_admin@acme.test"
+    assert event["source"] == "127.0.0.1" and event["actor_user_id"] == a.users["tenant_admin"]
+    assert event["details"]["prefix"] == made["prefix"] and made["key"] not in str(events)
+    assert {e["tenant_id"] for e in events} == {a.id}
+    assert a.clients["member"].get(f"/tenants/{a.id}/audit").status_code == 403
+    older = ok(admin.get(f"/tenants/{a.id}/audit", params={"before": event["id"], "limit": 5}))
+    assert all(e["id"] < event["id"] for e in older["data"])
+    platform = ok(world.root.get("/audit"))["data"]
+    assert {e["tenant_id"] for e in platform} >= {a.id, world.b.id}
+
+
+def test_model_list_by_role(world: World) -> None:
+    everything = ok(world.root.get("/models"))["data"]
+    assert {m["id"] for m in everything} >= {"sim", "sim-b", "sim-secret"}
+    assert {m["engine"] for m in everything} >= {"simulator", "openai-compatible"}
+    acme = ok(world.a.clients["viewer"].get("/models"))["data"]
+    assert {m["id"] for m in acme} == {"sim", "sim-b"}
+    globex = ok(world.b.clients["tenant_admin"].get("/models"))["data"]
+    assert {m["id"] for m in globex} == {"sim-b"}
+
+
+def test_usage_by_day_model_project(world: World) -> None:
+    a = world.a
+    with world.v1(a.key) as c:
+        assert c.post("/chat/completions", json={"model": "sim", "messages": MSG,
+                                                 "max_tokens": 3}).status_code == 200  # fmt: skip
+    with world.v1(a.team_key) as c:
+        assert admitted(c.post("/chat/completions", json={"model": "sim", "messages": MSG}))
+
+    def both_projects() -> bool:
+        with world.v1(a.key) as c:
+            rows = ok(c.get("/usage"))["data"]
+        return {(r["model"], r["project_id"]) for r in rows} >= {
+            ("sim", a.default_project), ("sim", a.project)}  # fmt: skip
+
+    poll(both_projects, 10.0, 0.1)
+    with world.v1(a.team_key) as c:
+        report = ok(c.get("/usage"))
+        rows = [r for r in report["data"] if r["model"] == "sim"]
+        assert all(r["total_tokens"] == r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+        assert {r["project_name"] for r in rows} >= {"default", "team"}
+        assert len({(r["date"], r["model"], r["project_id"]) for r in rows}) == len(rows)
+        future = ok(c.get("/usage", params={"start": "2999-01-01", "end": "2999-01-31"}))
+        assert future["data"] == []
+        assert (
+            c.get("/usage", params={"start": "2026-02-01", "end": "2026-01-01"}).status_code == 400
+        )
+        assert c.get("/usage", params={"start": "yesterday"}).status_code == 400
+    team_admin = ok(a.clients["project_admin"].get(f"/tenants/{a.id}/usage"))
+    assert {r["project_id"] for r in team_admin["data"]} == {a.project}
+    assert httpx.get(f"{world.base_url}/v1/usage").status_code == 401
