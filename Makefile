@@ -32,5 +32,10 @@ typecheck: install
 test: install lint typecheck
 	$(VENV)/bin/pytest -q
 
+# Side-by-side gateway benchmark (direct / Lingyun / LiteLLM), ~15 min on 2 cores; installs
+# LiteLLM into .venv-litellm on first use. BENCH_ARGS=--quick for a few minutes.
+bench: install
+	$(PY) -m benchmarks.gateway $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .lingyun .pytest_cache .mypy_cache .ruff_cache

@@ -61,6 +61,7 @@ def _run(
                 warmup_s=args.warmup,
                 window_s=args.window,
                 max_tokens=args.max_tokens,
+                max_tokens_spread=args.spread,
                 busy_probe=active,
             )
         )
@@ -90,9 +91,10 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=4, help="max_inflight of the deployment")
     parser.add_argument("--itl-ms", type=float, default=10.0, help="simulator ms per token")
     parser.add_argument("--max-tokens", type=int, default=20, help="output tokens per request")
-    parser.add_argument("--b-clients", type=int, default=2, help="B's clients (A has 10x)")
+    parser.add_argument("--spread", type=float, default=0.5, help="length spread, ±fraction")
+    parser.add_argument("--b-clients", type=int, default=1, help="B's clients (A has 10x)")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before measuring")
-    parser.add_argument("--window", type=float, default=8.0, help="seconds measured")
+    parser.add_argument("--window", type=float, default=20.0, help="seconds measured")
     parser.add_argument("--out", type=Path, default=RESULTS / "fairness.json")
     args = parser.parse_args()
 
@@ -125,6 +127,7 @@ def main() -> None:
             "slots": args.slots,
             "itl_ms": args.itl_ms,
             "max_tokens": args.max_tokens,
+            "max_tokens_spread": args.spread,
             "clients": {"a": args.b_clients * 10, "b": args.b_clients},
             "warmup_s": args.warmup,
             "window_s": args.window,

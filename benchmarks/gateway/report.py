@@ -121,8 +121,7 @@ def table(rs: list[Row]) -> str:
                     else "–",
                     _f(r.get("added_ttft_p50_ms"), "+.2f") if is_gw and r["stream"] else "–",
                     _f(r["gateway_cpu_s_per_1000"], ".2f"),
-                    _f(r["req_per_cpu_s"], ".0f")
-                    + (_x(r.get("req_per_cpu_s_x_litellm")) if r["target"] == "lingyun" else ""),
+                    _f(r["req_per_cpu_s"], ".0f") + _x(r.get("req_per_cpu_s_x_litellm")),
                     _f(r["peak_rss_mb"]),
                     f"{r['errors']}/{r['count']}",
                 ]
@@ -175,7 +174,7 @@ def plot(rs: list[Row], path: Path) -> None:
     cells = sorted({(r["pace"], r["stream"]) for r in rs})
     fig, axes = plt.subplots(2, len(cells), figsize=(4.2 * len(cells), 7), squeeze=False)
     for col, (pace, stream) in enumerate(cells):
-        for target in ("direct", "lingyun", "litellm"):
+        for target in ("direct", "lingyun", "lingyun-nometer", "litellm"):
             pts = sorted(
                 (r["concurrency"], r["rps"], r["p50_ms"])
                 for r in rs

@@ -61,27 +61,34 @@ def start_replica(pace: Pace, workdir: Path, cpus: str | None) -> tuple[Proc, st
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
-def start_lingyun(replicas: dict[str, str], workdir: Path, cpus: str | None) -> Target:
-    data = workdir / "lingyun"
+def start_lingyun(
+    replicas: dict[str, str], workdir: Path, cpus: str | None, name: str = "lingyun"
+) -> Target:
+    """Lingyun as configured out of the box; ``lingyun-nometer`` turns metering off, to
+    show what the durable reservations cost (a diagnostic, not a comparison target)."""
+    data = workdir / name
     data.mkdir(parents=True, exist_ok=True)
     config = data / "lingyun.yaml"
     models = [
-        {"name": name, "engine": "openai-compatible", "base_url": url, "model": SERVED_NAME}
-        for name, url in replicas.items()
+        {"name": model, "engine": "openai-compatible", "base_url": url, "model": SERVED_NAME}
+        for model, url in replicas.items()
     ]
-    config.write_text(yaml.safe_dump({"models": models}))
+    settings: dict[str, object] = {"models": models}
+    if name == "lingyun-nometer":
+        settings["metering"] = False
+    config.write_text(yaml.safe_dump(settings))
     port = free_port()
     common = ["--data-dir", str(data), "--config", str(config)]
     lingyun = [sys.executable, "-m", "lingyun.cli.main"]
     cmd = [*lingyun, "serve", "--port", str(port), *common]
-    proc = Proc("lingyun", cmd, workdir / "lingyun.log", cpus)
+    proc = Proc(name, cmd, workdir / f"{name}.log", cpus)
     proc.wait_http(f"http://127.0.0.1:{port}/health", 60)
     run = {"capture_output": True, "text": True, "check": True, "timeout": 60}
     subprocess.run([*lingyun, "tenants", "create", "bench", *common], **run)  # type: ignore[call-overload]
     out = subprocess.run(  # type: ignore[call-overload]
         [*lingyun, "keys", "create", "--tenant", "bench", "--json", *common], **run
     ).stdout
-    return Target("lingyun", f"http://127.0.0.1:{port}/v1", json.loads(out)["key"], proc)
+    return Target(name, f"http://127.0.0.1:{port}/v1", json.loads(out)["key"], proc)
 
 
 def ensure_litellm(log: Path) -> Path:

@@ -36,7 +36,15 @@ def key(tenant: str, weight: float = 1.0) -> KeyInfo:
 
 
 def request(tenant: str, weight: float = 1.0, dep: DeploymentConfig = DEP) -> RequestContext:
-    ctx = RequestContext("chat.completions", {"messages": []}, True, False, 16, body_bytes=400)
+    ctx = RequestContext(
+        endpoint="chat.completions",
+        body={"messages": []},
+        stream=True,
+        client_wants_usage=False,
+        client_continuous_usage=False,
+        max_output_tokens=16,
+        body_bytes=400,
+    )
     ctx.key, ctx.deployment, ctx.model = key(tenant, weight), dep, dep.name
     return ctx
 

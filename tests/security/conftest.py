@@ -1,4 +1,5 @@
-"""One populated server per database backend (see ``tests/support/tenancy.py``)."""
+"""One populated server per database backend, shared with the tenancy suite (see
+``tests/support/tenancy.py``)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.tenancy import World, start_world
+from tests.support.tenancy import World, shared_world
 
 
 @pytest.fixture(scope="session")
 def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = start_world(database_url, tmp_path_factory.mktemp("security"))
-    try:
+    with shared_world(database_url, tmp_path_factory.mktemp("tenancy")) as w:
         yield w
-    finally:
-        w.close()
-        w.server.stop()

@@ -1,6 +1,6 @@
 """Attacks on tenant isolation: every one must fail.
 
-Tenant A ("acme") and tenant B ("globex") each have a tenant admin, a project admin (of
+Tenant A ("acme-…") and tenant B ("globex-…") each have a tenant admin, a project admin (of
 project "team"), a member and a viewer (of "default"), and keys in both projects. A may use
 models "sim" and "sim-b" (its project "team" only "sim"); B only "sim-b"; "sim-secret" is
 granted to nobody.
@@ -79,7 +79,7 @@ def test_usage_shows_only_the_keys_tenant(world: World) -> None:
     poll(b_has_usage, timeout_s=10)
     with world.v1(world.b.key) as c:
         # Smuggled parameters are ignored: the tenant comes from the key alone.
-        report = ok(c.get("/usage", params={"tenant_id": world.a.id, "tenant": "acme"}))
+        report = ok(c.get("/usage", params={"tenant_id": world.a.id, "tenant": world.a.name}))
     assert report["tenant_id"] == world.b.id
     assert report["data"] and {r["project_id"] for r in report["data"]} <= b_projects
     assert world.a.id not in str(report) and world.a.default_project not in str(report)
@@ -279,3 +279,18 @@ def test_tenant_admin_cannot_reach_platform_routes(world: World) -> None:
                       "password": "p" * 12, "role": "platform_admin"})  # fmt: skip
     assert resp.status_code == 400
     assert _chat(world, a.key, "sim-secret").status_code == 404
+
+
+def test_unstorable_model_name_is_refused_and_usage_keeps_flowing(world: World) -> None:
+    """A NUL in ``model`` once poisoned the usage writer's batch on PostgreSQL."""
+    with world.v1(world.b.team_key) as c:
+        resp = c.post("/chat/completions", json={"model": "sim\u0000x", "messages": MSG})
+        assert resp.status_code == 400 and resp.json()["error"]["param"] == "model"
+        assert c.post("/embeddings", json={"model": "\u0000", "input": "x"}).status_code == 400
+        assert c.post("/chat/completions", json={"model": "sim-b", "messages": MSG}).status_code
+
+        def recorded() -> bool:
+            rows = ok(c.get("/usage"))["data"]
+            return any(r["project_id"] == world.b.project for r in rows)
+
+        poll(recorded, 10.0, 0.1)

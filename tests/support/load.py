@@ -3,7 +3,9 @@
 Shared by the fairness test and ``benchmarks/fairness``. Each tenant runs ``clients`` loops
 that send a streaming chat request, read it to the end and send the next. Tokens are counted
 as they arrive, within a measurement window that starts after a warm-up, so the counts are
-the service each tenant got while all of them were competing.
+the service each tenant got while all of them were competing. ``max_tokens_spread`` varies
+request lengths (uniformly, ±spread), as real traffic does; equal lengths keep a saturated
+engine's slots in lockstep.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -48,6 +51,7 @@ async def closed_loop(
     warmup_s: float,
     window_s: float,
     max_tokens: int,
+    max_tokens_spread: float = 0.0,
     busy_probe: Callable[[], Awaitable[int]] | None = None,
     probe_every_s: float = 0.05,
 ) -> LoadResult:
@@ -57,18 +61,22 @@ async def closed_loop(
     body = {
         "model": model,
         "messages": [{"role": "user", "content": "tell me about fair queues"}],
-        "max_tokens": max_tokens,
         "stream": True,
     }
+
+    lengths = random.Random(7)
+    low = max(1, round(max_tokens * (1 - max_tokens_spread)))
+    high = max(low, round(max_tokens * (1 + max_tokens_spread)))
 
     async def client(http: httpx.AsyncClient, load: TenantLoad) -> None:
         res = results[load.name]
         headers = {"authorization": f"Bearer {load.key}"}
         while time.perf_counter() < end:
             sent = time.perf_counter()
+            request = {**body, "max_tokens": lengths.randint(low, high)}
             try:
                 async with http.stream(
-                    "POST", "/v1/chat/completions", json=body, headers=headers
+                    "POST", "/v1/chat/completions", json=request, headers=headers
                 ) as resp:
                     if resp.status_code != 200:
                         await resp.aread()

@@ -7,8 +7,10 @@ through ``/admin/v1`` so the suites exercise the API as a customer would.
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,6 @@ import httpx
 
 from tests.support.server import LingyunServer
 
-ROOT_EMAIL = "root@lingyun.test"
 PASSWORD = "correct horse battery"
 # One real replica ("sim"); the others are upstreams at a closed port (no process to start):
 # a request the gateway lets through to them fails with a 5xx after routing, never a 404.
@@ -77,6 +78,9 @@ class Org:
     users: dict[str, str] = field(default_factory=dict)  # role -> user id
     clients: dict[str, httpx.Client] = field(default_factory=dict)  # role -> admin client
 
+    def email(self, who: str) -> str:
+        return f"{who}@{self.name}.test"
+
 
 @dataclass
 class World:
@@ -84,6 +88,12 @@ class World:
     root: httpx.Client
     a: Org
     b: Org
+    suffix: str  # makes this world's names unique in a database other suites share
+    users: int = 0  # holders (suites) of this world; see shared_world()
+
+    @property
+    def root_email(self) -> str:
+        return f"root-{self.suffix}@lingyun.test"
 
     @property
     def base_url(self) -> str:
@@ -119,14 +129,12 @@ def _populate(world_root: httpx.Client, base_url: str, org: Org) -> None:
         "viewer": org.default_project,
     }
     for role, project_id in people.items():
-        body: dict[str, Any] = {
-            "email": f"{role}@{org.name}.test", "password": PASSWORD, "role": role,
-        }  # fmt: skip
+        body: dict[str, Any] = {"email": org.email(role), "password": PASSWORD, "role": role}
         if project_id is not None:
             body["project_id"] = project_id
         user = ok(world_root.post(f"/tenants/{org.id}/users", json=body), 201)
         org.users[role] = user["id"]
-        org.clients[role] = login(base_url, f"{role}@{org.name}.test")
+        org.clients[role] = login(base_url, org.email(role))
     admin = org.clients["tenant_admin"]
     key = ok(admin.post(f"/projects/{org.default_project}/keys", json={"name": "main"}), 201)
     org.key, org.key_id = key["key"], key["id"]
@@ -138,11 +146,13 @@ def start_world(database_url: str, data_dir: Path) -> World:
     server = LingyunServer(data_dir=data_dir, database_url=database_url, models=MODELS)
     # Bootstrap: the CLI creates the first platform admin before the server starts.
     data_dir.mkdir(parents=True, exist_ok=True)
-    result = _create_root(server)
+    suffix = secrets.token_hex(3)
+    root_email = f"root-{suffix}@lingyun.test"
+    result = _create_root(server, root_email)
     assert result.returncode == 0, result.stderr
     server.start(timeout_s=120)
-    root = login(server.base_url, ROOT_EMAIL)
-    a, b = Org("acme"), Org("globex")
+    root = login(server.base_url, root_email)
+    a, b = Org(f"acme-{suffix}"), Org(f"globex-{suffix}")
     for org in (a, b):
         _populate(root, server.base_url, org)
     # Tenant A may use "sim" and "sim-b"; inside A, project "team" only "sim".
@@ -153,17 +163,38 @@ def start_world(database_url: str, data_dir: Path) -> World:
     admin_a = a.clients["tenant_admin"]
     ok(admin_a.post(f"/tenants/{a.id}/model-grants", json={"model": "sim", "project_id": a.project}),
        201)  # fmt: skip
-    return World(server, root, a, b)
+    return World(server, root, a, b, suffix)
 
 
-def _create_root(server: LingyunServer) -> Any:
+def _create_root(server: LingyunServer, email: str) -> Any:
     import os
     import subprocess
 
     from tests.support.server import LINGYUN
 
     return subprocess.run(
-        [*LINGYUN, "admin", "create-user", ROOT_EMAIL, "--password-stdin", "--platform-admin",
+        [*LINGYUN, "admin", "create-user", email, "--password-stdin", "--platform-admin",
          "--data-dir", str(server.data_dir), "--database-url", server.database_url],
         input=PASSWORD + "\n", capture_output=True, text=True, env={**os.environ}, timeout=60,
     )  # fmt: skip
+
+
+_WORLDS: dict[str, World] = {}
+
+
+@contextmanager
+def shared_world(database_url: str, data_dir: Path) -> Iterator[World]:
+    """One world per database for every suite that asks (tenancy and security), stopped
+    when the last of them is done with it."""
+    world = _WORLDS.get(database_url)
+    if world is None:
+        world = _WORLDS[database_url] = start_world(database_url, data_dir)
+    world.users += 1
+    try:
+        yield world
+    finally:
+        world.users -= 1
+        if world.users == 0:
+            del _WORLDS[database_url]
+            world.close()
+            world.server.stop()

@@ -16,13 +16,14 @@ MSG = [{"role": "user", "content": "count to three"}]
 
 def test_login_failures_look_alike_and_logout_ends_the_session(world: World) -> None:
     url = f"{world.base_url}/admin/v1/auth/login"
-    wrong = httpx.post(url, json={"email": "tenant_admin@acme.test", "password": "nope-nope"})
-    nobody = httpx.post(url, json={"email": "nobody@acme.test", "password": "nope-nope"})
+    a = world.a
+    wrong = httpx.post(url, json={"email": a.email("tenant_admin"), "password": "nope-nope"})
+    nobody = httpx.post(url, json={"email": a.email("nobody"), "password": "nope-nope"})
     assert wrong.status_code == nobody.status_code == 401
     assert wrong.json() == nobody.json()
     assert httpx.post(url, json={"email": "a@b.c", "password": "x", "role": "x"}).status_code == 400
-    client = login(world.base_url, "member@acme.test")
-    assert ok(client.get("/auth/me"))["email"] == "member@acme.test"
+    client = login(world.base_url, a.email("member"))
+    assert ok(client.get("/auth/me"))["email"] == a.email("member")
     assert client.post("/auth/logout").status_code == 204
     assert client.get("/auth/me").status_code == 401
     client.close()
@@ -61,7 +62,7 @@ def test_role_bindings_lifecycle(world: World) -> None:
     a = world.a
     admin = a.clients["tenant_admin"]
     user = ok(admin.post(f"/tenants/{a.id}/users", json={
-        "email": "newbie@acme.test", "password": PASSWORD, "role": "viewer",
+        "email": a.email("newbie"), "password": PASSWORD, "role": "viewer",
         "project_id": a.project}), 201)  # fmt: skip
     # The project admin of "team" may make the newcomer a member of "team", not more.
     padmin = a.clients["project_admin"]
@@ -74,7 +75,7 @@ def test_role_bindings_lifecycle(world: World) -> None:
     assert binding["id"] in {b["id"] for b in listed}
     assert all(b["project_id"] == a.project or b["user_id"] == a.users["project_admin"]
                for b in listed)  # fmt: skip
-    newbie = login(world.base_url, "newbie@acme.test")
+    newbie = login(world.base_url, a.email("newbie"))
     assert {b["role"] for b in ok(newbie.get("/auth/me"))["bindings"]} == {"viewer", "member"}
     assert padmin.delete(f"/role-bindings/{binding['id']}").status_code == 204
     assert {b["role"] for b in ok(newbie.get("/auth/me"))["bindings"]} == {"viewer"}
@@ -110,7 +111,7 @@ def test_audit_log_records_who_what_where(world: World) -> None:
     mine = [e for e in events if e["target_id"] == made["id"]]
     assert len(mine) == 1
     (event,) = mine
-    assert event["action"] == "key.create" and event["actor"] == "tenant_admin@acme.test"
+    assert event["action"] == "key.create" and event["actor"] == a.email("tenant_admin")
     assert event["source"] == "127.0.0.1" and event["actor_user_id"] == a.users["tenant_admin"]
     assert event["details"]["prefix"] == made["prefix"] and made["key"] not in str(events)
     assert {e["tenant_id"] for e in events} == {a.id}

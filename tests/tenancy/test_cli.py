@@ -37,12 +37,12 @@ def _models(world: World, key: str) -> set[str]:
 
 
 def test_project_keys_create_list_revoke(world: World) -> None:
-    cli(world, "projects", "create", "research", "--tenant", "acme")
-    created = cli_json(world, "keys", "create", "--tenant", "acme", "--project", "research")
+    cli(world, "projects", "create", "research", "--tenant", world.a.name)
+    created = cli_json(world, "keys", "create", "--tenant", world.a.name, "--project", "research")
     assert created["key"].startswith("sk-ly-") and created["id"].startswith("key_")
     with world.v1(created["key"]) as c:
         assert c.get("/models").status_code == 200
-    listed_text = cli(world, "keys", "list", "--tenant", "acme", "--json")
+    listed_text = cli(world, "keys", "list", "--tenant", world.a.name, "--json")
     assert created["key"] not in listed_text
     listed = json.loads(listed_text)
     assert created["id"] in {k["id"] for k in listed}
@@ -59,58 +59,60 @@ def test_project_keys_create_list_revoke(world: World) -> None:
 
 
 def test_model_grants_narrow_and_widen_within_a_second(world: World) -> None:
-    cli(world, "tenants", "create", "initech")
-    key = cli_json(world, "keys", "create", "--tenant", "initech", "--project", "default")["key"]
+    tenant = f"initech-{world.suffix}"
+    cli(world, "tenants", "create", tenant)
+    key = cli_json(world, "keys", "create", "--tenant", tenant, "--project", "default")["key"]
     everything = {"sim", "sim-b", "sim-secret"}
     assert _models(world, key) == everything  # no grants yet: every model
     steps: list[tuple[list[str], set[str]]] = [
-        (["grant", "sim", "--tenant", "initech"], {"sim"}),
-        (["grant", "*", "--tenant", "initech"], everything),
-        (["grant", "sim-b", "--tenant", "initech", "--project", "default"], {"sim-b"}),
-        (["revoke", "*", "--tenant", "initech"], set()),  # tenant {sim} & project {sim-b}
-        (["revoke", "sim-b", "--tenant", "initech", "--project", "default"], {"sim"}),
-        (["revoke", "sim", "--tenant", "initech"], everything),
+        (["grant", "sim", "--tenant", tenant], {"sim"}),
+        (["grant", "*", "--tenant", tenant], everything),
+        (["grant", "sim-b", "--tenant", tenant, "--project", "default"], {"sim-b"}),
+        (["revoke", "*", "--tenant", tenant], set()),  # tenant {sim} & project {sim-b}
+        (["revoke", "sim-b", "--tenant", tenant, "--project", "default"], {"sim"}),
+        (["revoke", "sim", "--tenant", tenant], everything),
     ]
     for args, expected in steps:
         cli(world, "models", *args)
         took = poll(lambda e=expected: _models(world, key) == e, 3.0)  # type: ignore[misc]
         assert took <= 1.5, f"models {args} took {took:.2f}s"
-    cli(world, "models", "revoke", "sim", "--tenant", "initech", code=1)  # no such grant
+    cli(world, "models", "revoke", "sim", "--tenant", tenant, code=1)  # no such grant
     cli(world, "models", "grant", "sim", "--tenant", "no-such-tenant", code=1)
 
 
 def test_admin_create_user_then_log_in(world: World) -> None:
-    out = cli(world, "admin", "create-user", "ops@acme.test", "--password-stdin",
-              "--tenant", "acme", "--role", "viewer", input="s3cret-pass\n")  # fmt: skip
-    assert "ops@acme.test" in out
-    client = login(world.base_url, "ops@acme.test", "s3cret-pass")
+    ops = world.a.email("ops")
+    out = cli(world, "admin", "create-user", ops, "--password-stdin",
+              "--tenant", world.a.name, "--role", "viewer", input="s3cret-pass\n")  # fmt: skip
+    assert ops in out
+    client = login(world.base_url, ops, "s3cret-pass")
     with client:
         me = client.get("/auth/me").json()
     assert me["bindings"] == [{"id": None, "user_id": None, "role": "viewer",
                                "tenant_id": world.a.id, "project_id": None}]  # fmt: skip
-    cli(world, "admin", "create-user", "x@acme.test", code=1)  # password must come on stdin
-    cli(world, "admin", "create-user", "y@acme.test", "--password-stdin", "--tenant", "acme",
+    cli(world, "admin", "create-user", world.a.email("x"), code=1)  # password must come on stdin
+    cli(world, "admin", "create-user", world.a.email("y"), "--password-stdin", "--tenant", world.a.name,
         "--role", "emperor", input="long-enough\n", code=1)  # fmt: skip
     cli(
         world,
         "admin",
         "create-user",
-        "ops@acme.test",
+        ops,
         "--password-stdin",
         input="s3cret-pass\n",
         code=1,
     )  # fmt: skip  (exists)
     bad = httpx.post(f"{world.base_url}/admin/v1/auth/login",
-                     json={"email": "ops@acme.test", "password": "wrong-pass"})  # fmt: skip
+                     json={"email": ops, "password": "wrong-pass"})  # fmt: skip
     assert bad.status_code == 401
 
 
 def test_audit_shows_cli_and_api_changes(world: World) -> None:
-    cli(world, "projects", "create", "audited", "--tenant", "acme")
-    events = cli_json(world, "audit", "--tenant", "acme", "--limit", "500")
+    cli(world, "projects", "create", "audited", "--tenant", world.a.name)
+    events = cli_json(world, "audit", "--tenant", world.a.name, "--limit", "500")
     actions = {(e["action"], e["source"]) for e in events}
     assert ("project.create", "cli") in actions
     assert ("key.create", "127.0.0.1") in actions  # keys made through the admin API
     assert all(e["tenant_id"] == world.a.id for e in events)
-    text = cli(world, "audit", "--tenant", "acme")
+    text = cli(world, "audit", "--tenant", world.a.name)
     assert "cli@cli  project.create" in text

@@ -49,6 +49,9 @@ class _Lane:
     name: str
     scheduler: Scheduler[_Waiter]
     active: int = 0
+    # Request bytes per prompt token, learnt from engines' counts: the admission estimate
+    # must be unbiased, or every release's correction would shift counters the same way.
+    bytes_per_token: float = 4.0
 
 
 @dataclass(eq=False)
@@ -161,8 +164,12 @@ class FairQueue:
         if held is None:
             return
         held.lane.active -= 1
+        held.lane.scheduler.finished(held.tenant)
         usage = ctx.usage
         if usage.reported:  # settle the estimate against the engine's counts
+            if usage.prompt_tokens > 0 and ctx.body_bytes > 0:
+                seen = ctx.body_bytes / usage.prompt_tokens
+                held.lane.bytes_per_token += 0.1 * (seen - held.lane.bytes_per_token)
             correction = self.w_in * (usage.prompt_tokens - held.prompt_estimate) + self.w_out * (
                 usage.completion_tokens - held.streamed
             )
@@ -172,9 +179,13 @@ class FairQueue:
     def _start(self, lane: _Lane, ctx: RequestContext, tenant: str, weight: float) -> None:
         lane.active += 1
         self.stats.admitted += 1
-        prompt = estimate_prompt_tokens(ctx)
+        if ctx.body_bytes > 0:
+            prompt = max(1, round(ctx.body_bytes / lane.bytes_per_token))
+        else:
+            prompt = estimate_prompt_tokens(ctx)
         held = self._held[ctx.request_id] = _Held(lane, tenant, weight, prompt)
         lane.scheduler.charge(tenant, weight, self.w_in * prompt)
+        lane.scheduler.started(tenant)
         ctx.token_hooks.append(functools.partial(self._streamed, held))
 
     def _streamed(self, held: _Held, tokens: int) -> None:

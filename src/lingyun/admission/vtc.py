@@ -3,11 +3,11 @@
 VTC (Sheng et al., "Fairness in Serving Large Language Models", OSDI 2024) keeps a counter per
 tenant of the service it received: ``w_in`` per prompt token when a request is admitted and
 ``w_out`` per output token as it streams, each divided by the tenant's weight. The next
-request comes from the backlogged tenant with the smallest counter (ties: the earliest
-request). A tenant that becomes backlogged has its counter lifted to the smallest among the
-backlogged tenants (or, with none, to that of the tenant that left the queue last), so idling
-earns no credit and a newcomer cannot monopolise the engine to "catch up". Within a tenant,
-requests keep their order.
+request comes from the backlogged tenant with the smallest counter; on equal counters, from
+the tenant with fewer requests in service, then the earliest request. A tenant that becomes
+backlogged has its counter lifted to the smallest among the backlogged tenants (or, with none,
+to that of the tenant that left the queue last), so idling earns no credit and a newcomer
+cannot monopolise the engine to "catch up". Within a tenant, requests keep their order.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ class Scheduler(Protocol[T]):
     def backlogged(self) -> bool: ...
 
     def charge(self, tenant: str, weight: float, amount: float) -> None: ...
+
+    def started(self, tenant: str) -> None: ...
+
+    def finished(self, tenant: str) -> None: ...
 
 
 class FcfsScheduler(Generic[T]):
@@ -54,6 +58,12 @@ class FcfsScheduler(Generic[T]):
     def charge(self, tenant: str, weight: float, amount: float) -> None:
         return None
 
+    def started(self, tenant: str) -> None:
+        return None
+
+    def finished(self, tenant: str) -> None:
+        return None
+
 
 class VtcScheduler(Generic[T]):
     """Virtual token counters; see the module docstring."""
@@ -63,6 +73,7 @@ class VtcScheduler(Generic[T]):
         self._queues: dict[str, deque[tuple[int, T]]] = {}
         self._seq = itertools.count()
         self._last_left: str | None = None
+        self._in_service: dict[str, int] = {}
 
     def push(self, tenant: str, item: T) -> None:
         queue = self._queues.get(tenant)
@@ -84,7 +95,15 @@ class VtcScheduler(Generic[T]):
     def pop(self) -> tuple[str, T] | None:
         if not self._queues:
             return None
-        tenant = min(self._queues, key=lambda t: (self.counters.get(t, 0.0), self._queues[t][0][0]))
+        # Equal counters (a newcomer was just lifted): the tenant using less of the engine now.
+        tenant = min(
+            self._queues,
+            key=lambda t: (
+                self.counters.get(t, 0.0),
+                self._in_service.get(t, 0),
+                self._queues[t][0][0],
+            ),
+        )
         queue = self._queues[tenant]
         _, item = queue.popleft()
         if not queue:
@@ -111,6 +130,16 @@ class VtcScheduler(Generic[T]):
 
     def charge(self, tenant: str, weight: float, amount: float) -> None:
         self.counters[tenant] = self.counters.get(tenant, 0.0) + amount / max(weight, 1e-9)
+
+    def started(self, tenant: str) -> None:
+        self._in_service[tenant] = self._in_service.get(tenant, 0) + 1
+
+    def finished(self, tenant: str) -> None:
+        left = self._in_service.get(tenant, 0) - 1
+        if left > 0:
+            self._in_service[tenant] = left
+        else:
+            self._in_service.pop(tenant, None)
 
 
 SCHEDULERS = ("vtc", "fcfs")

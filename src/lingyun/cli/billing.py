@@ -70,6 +70,9 @@ def prices_set(
     ] = None,
     currency: Annotated[str, typer.Option("--currency")] = "CNY",
     batch_multiplier: Annotated[str, typer.Option("--batch-multiplier")] = "1",
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="A tenant's own price (else the list price).")
+    ] = None,
     tier: Annotated[
         list[str] | None,
         typer.Option("--tier", help="UP_TO:INPUT:OUTPUT[:CACHED] by prompt length (repeatable)."),
@@ -85,12 +88,19 @@ def prices_set(
     tiers = [_tier(t) for t in tier or []]
 
     async def work(db: Database) -> None:
+        tenant_id = await _tenant_id(db, tenant) if tenant else ""
         await set_price(
-            db, model, input_per_m=inp, output_per_m=out,
+            db,
+            model,
+            input_per_m=inp,
+            output_per_m=out,
             cached_input_per_m=_money(cached_input, "--cached-input"),
             reasoning_output_per_m=_money(reasoning_output, "--reasoning-output"),
-            currency=currency, batch_multiplier=multiplier, tiers=tiers,
-        )  # fmt: skip
+            currency=currency,
+            batch_multiplier=multiplier,
+            tiers=tiers,
+            tenant_id=tenant_id,
+        )
 
     run_with_db(settings_from(config, data_dir, database_url), work)
     typer.echo(f"Price of {model} set: input {inp}, output {out} {currency.upper()} per 1M tokens.")

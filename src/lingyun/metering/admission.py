@@ -3,6 +3,11 @@
 Worst case: every prompt token is at least one byte of the request body, so the body's size
 bounds the prompt; the output is bounded by ``max_tokens`` (× ``n``), or by the deployment's
 ``max_output_tokens`` when the client gives none. Spend therefore never exceeds the balance.
+
+What is charged: the engine's reported usage of what the client received. A stream cut off by
+the client or by an engine failure pays for the prompt and the tokens streamed so far (exact
+where the engine reports usage on every chunk); a request that failed before anything reached
+the client pays nothing, but still gets its (zero) ledger entry.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ class BillingAdmission:
             key_id=key.key_id,
             model=ctx.model,
             period=period_of(utcnow()),
-            prices=self.prices.for_request(ctx.model, estimate),
+            prices=self.prices.for_request(ctx.model, estimate, key.tenant_id),
             prompt_upper=ctx.body_bytes,
             output_upper=output_upper,
             prompt_estimate=estimate,
@@ -60,12 +65,12 @@ class BillingAdmission:
             return
         finalize_usage(ctx)
         u = ctx.usage
-        if ctx.status_code == 499:
-            note = "cancelled"
-        elif ctx.status_code >= 400:
-            note = "failed"
-        else:
-            note = "served"
+        reached = ctx.replica is not None
+        if not reached or not _delivered(ctx):
+            # Nothing reached the client: an engine failure is not the customer's to pay.
+            self.journal.settle(Settlement(hold, 0, 0, 0, 0, "failed", reached_engine=reached))
+            return
+        note = {200: "served", 499: "cancelled"}.get(ctx.status_code, "failed")
         self.journal.settle(
             Settlement(
                 hold,
@@ -74,6 +79,13 @@ class BillingAdmission:
                 completion_tokens=u.completion_tokens,
                 reasoning_tokens=u.reasoning_tokens,
                 note=note,
-                reached_engine=ctx.replica is not None,
             )
         )
+
+
+def _delivered(ctx: RequestContext) -> bool:
+    """Did the client get (part of) an answer? A stream did once its first event went out;
+    a plain request did if it succeeded, or if the client left while the engine worked."""
+    if ctx.stream:
+        return ctx.first_byte_at is not None
+    return ctx.status_code in (200, 499)

@@ -80,13 +80,13 @@ class PriceBook:
     """In-memory prices; an unpriced model is free (still metered, at zero)."""
 
     def __init__(self) -> None:
-        self._prices: dict[str, Price] = {}
+        self._prices: dict[tuple[str, str], Price] = {}
 
     def replace(self, prices: list[Price]) -> None:
-        self._prices = {p.model: p for p in prices}
+        self._prices = {(p.model, p.tenant_id): p for p in prices}
 
-    def for_request(self, model: str, prompt_tokens: int) -> UnitPrices:
-        price = self._prices.get(model)
+    def for_request(self, model: str, prompt_tokens: int, tenant_id: str = "") -> UnitPrices:
+        price = self._prices.get((model, tenant_id)) or self._prices.get((model, ""))
         return FREE if price is None else unit_prices(price, prompt_tokens)
 
     async def load(self, db: Database) -> None:
@@ -119,12 +119,14 @@ async def set_price(
     currency: str = "CNY",
     batch_multiplier: Decimal = Decimal(1),
     tiers: list[dict[str, Any]] | None = None,
+    tenant_id: str = "",
 ) -> Price:
-    """Create or replace a model's price; requests admitted earlier keep their prices."""
+    """Create or replace a model's price (for one tenant, with ``tenant_id``); requests
+    admitted earlier keep their prices."""
     if not currency.isalpha() or len(currency) != 3:
         raise ValueError(f"currency must be a 3-letter code such as CNY or USD, not {currency!r}")
     async with db.session() as s:
-        price = await s.get(Price, model) or Price(model=model)
+        price = await s.get(Price, (model, tenant_id)) or Price(model=model, tenant_id=tenant_id)
         price.currency = currency.upper()
         price.input_per_m = input_per_m
         price.output_per_m = output_per_m
@@ -140,4 +142,5 @@ async def set_price(
 
 async def list_prices(db: Database) -> list[Price]:
     async with db.session() as s:
-        return list((await s.scalars(select(Price).order_by(Price.model))).all())
+        rows = await s.scalars(select(Price).order_by(Price.model, Price.tenant_id))
+        return list(rows.all())

@@ -30,11 +30,14 @@ MONEY = Numeric(24, 9)
 
 
 class Price(Base):
-    """Current price of a model, per 1M tokens. The ledger snapshots what it applied."""
+    """Current price of a model, per 1M tokens; a row with a tenant id is that tenant's
+    negotiated price and wins over the list price (tenant id ""). The ledger snapshots what
+    it applied."""
 
     __tablename__ = "prices"
 
     model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(32), primary_key=True, default="")
     currency: Mapped[str] = mapped_column(String(8), default="CNY")
     input_per_m: Mapped[Decimal] = mapped_column(MONEY)
     cached_input_per_m: Mapped[Decimal | None] = mapped_column(MONEY, default=None)

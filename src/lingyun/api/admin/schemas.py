@@ -25,8 +25,11 @@ IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=64)]
 Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Label = Annotated[str, Field(max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")]
-Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")]
+Email = Annotated[
+    str, Field(min_length=5, max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00.]+(\.[^@\s\x00.]+)+$")
+]
 Password = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^\x00]*$")]
+NewPassword = Annotated[str, Field(min_length=8, max_length=1024, pattern=r"^[^\x00]*$")]
 ModelName = Annotated[
     str, Field(min_length=1, max_length=256, pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9._:/@-]*)$")
 ]
@@ -125,7 +128,7 @@ class UserCreateRequest(_Request):
     """Platform admins only: a user with no tenant, optionally a platform admin."""
 
     email: Email
-    password: Password
+    password: NewPassword
     platform_admin: bool = False
 
 
@@ -133,7 +136,7 @@ class TenantUserCreateRequest(_Request):
     """A new user of this tenant with a first role (project roles need ``project_id``)."""
 
     email: Email
-    password: Password
+    password: NewPassword
     role: Literal["tenant_admin", "project_admin", "member", "viewer"]
     project_id: Id | None = None
 

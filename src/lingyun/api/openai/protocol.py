@@ -6,7 +6,7 @@ engines that understand them; the fields named here are the ones Lingyun checks 
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -15,6 +15,9 @@ from lingyun.errors import InvalidRequestError
 MAX_N = 16
 T = TypeVar("T", bound=BaseModel)
 MAX_STOP = 4
+# The model name is stored with each usage row; PostgreSQL text cannot hold NUL, and one
+# unstorable row would block the usage writer's batch, so NUL is refused here.
+ModelName = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00]+$")]
 
 
 class _Open(BaseModel):
@@ -44,7 +47,7 @@ class ChatMessage(_Open):
 
 
 class _Sampling(_Open):
-    model: str = Field(min_length=1, max_length=256)
+    model: ModelName
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=MAX_N)
@@ -111,7 +114,7 @@ class CompletionRequest(_Sampling):
 
 
 class EmbeddingRequest(_Open):
-    model: str = Field(min_length=1, max_length=256)
+    model: ModelName
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)

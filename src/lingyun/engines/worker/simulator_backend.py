@@ -11,6 +11,7 @@ finish_reason "stop"; a request's max_tokens ends with "length"), ``dim`` (64) e
 
 Extra request fields for tests: ``sim_fail_after`` (abort with a server error after that many
 tokens), ``sim_crash_after`` (``os._exit(1)`` after that many tokens: a dying replica),
+``sim_stall_after`` (stop producing after that many tokens, as a hung engine does),
 ``sim_ttft_ms`` / ``sim_itl_ms`` (override the pace for one request).
 """
 
@@ -41,6 +42,9 @@ _NEXT = tuple(" " + w for w in _WORDS)
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_]+|[^\sA-Za-z0-9_]")
 # Per chat message: role and separators, as chat templates add them.
 _MESSAGE_OVERHEAD = 4
+
+
+STALL_S = 300.0
 
 
 def count_tokens(text: str) -> int:
@@ -92,6 +96,7 @@ class SimulatorBackend:
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
         fail_after = self._int_field(params, "sim_fail_after")
         crash_after = self._int_field(params, "sim_crash_after")
+        stall_after = self._int_field(params, "sim_stall_after")
         ttft_ms = self._int_field(params, "sim_ttft_ms")
         itl_ms = self._int_field(params, "sim_itl_ms")
         ttft = self.ttft if ttft_ms is None else ttft_ms / 1000
@@ -113,6 +118,8 @@ class SimulatorBackend:
                     raise LingyunError(f"Simulated engine failure after {i} tokens.")
                 if i and itl:
                     await asyncio.sleep(itl)
+                if stall_after is not None and i >= stall_after:
+                    await asyncio.sleep(STALL_S)  # until the client gives up
                 self.generated_tokens += 1
                 text = (_NEXT if i else _FIRST)[(start + i) % words]
                 yield Delta(text, 1, natural_end if i == limit - 1 else None)

@@ -92,6 +92,7 @@ def upgrade() -> None:
     op.create_table(
         "prices",
         sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("tenant_id", sa.String(length=32), nullable=False),
         sa.Column("currency", sa.String(length=8), nullable=False),
         sa.Column("input_per_m", sa.Numeric(precision=24, scale=9), nullable=False),
         sa.Column("cached_input_per_m", sa.Numeric(precision=24, scale=9), nullable=True),
@@ -100,7 +101,7 @@ def upgrade() -> None:
         sa.Column("batch_multiplier", sa.Numeric(precision=24, scale=9), nullable=False),
         sa.Column("tiers", sa.JSON(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("model"),
+        sa.PrimaryKeyConstraint("model", "tenant_id"),
     )
     op.create_table(
         "reservations",
