@@ -1,7 +1,8 @@
 """Tenant fairness on a saturated deployment: VTC shares the engine, FCFS starves.
 
-Tenant A offers ten times tenant B's load (40 closed-loop clients against 4) to a simulator
-deployment of 4 slots. Under VTC both are always backlogged, so each gets half of the engine:
+Tenant A offers ten times tenant B's load (60 closed-loop clients against 6) to a simulator
+deployment of 4 slots. Under VTC both are always backlogged (B has three clients per slot of
+its fair share, so a slow client never leaves it idle), so each gets half of the engine:
 B's tokens over the window are within 10% of A's, and the engine stays full. Under FCFS, B's
 share follows its share of the queue (about 1 in 11).
 """
@@ -28,7 +29,7 @@ SLOTS = 4
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimWorker]:
-    with sim_worker(tmp_path_factory.mktemp("fair-worker"), itl_ms=10) as w:
+    with sim_worker(tmp_path_factory.mktemp("fair-worker"), itl_ms=20) as w:
         yield w
 
 
@@ -54,9 +55,9 @@ def _run(server: LingyunServer, worker: SimWorker) -> LoadResult:
         closed_loop(
             server.base_url,
             "sim",
-            [TenantLoad("a", a, 40), TenantLoad("b", b, 4)],
+            [TenantLoad("a", a, 60), TenantLoad("b", b, 6)],
             warmup_s=1.0,
-            window_s=4.0,
+            window_s=5.0,
             max_tokens=20,
             busy_probe=active,
         )

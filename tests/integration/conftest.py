@@ -24,13 +24,14 @@ class Served:
     client: openai.OpenAI
 
 
-def data_plane_models(tiny_model_dir: Path) -> list[dict[str, object]]:
+def data_plane_models(tiny_model_dir: Path, engine_log: Path) -> list[dict[str, object]]:
     return [
         {"name": "tiny-chat", "engine": "transformers", "model": str(tiny_model_dir),
          "args": {"device": "cpu"}},
         {"name": "all-MiniLM-L6-v2", "engine": "embeddings", "model": "all-MiniLM-L6-v2"},
         {"name": "sim", "engine": "simulator", "replicas": 2},
-        {"name": "sim-slow", "engine": "simulator", "args": {"ttft_ms": 20, "itl_ms": 20}},
+        {"name": "sim-slow", "engine": "simulator",
+         "args": {"ttft_ms": 20, "itl_ms": 20, "usage_log": str(engine_log)}},
         {"name": "sim-crash", "engine": "simulator", "args": {"itl_ms": 10}},
     ]  # fmt: skip
 
@@ -39,10 +40,11 @@ def data_plane_models(tiny_model_dir: Path) -> list[dict[str, object]]:
 def served(
     database_url: str, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
+    data_dir = tmp_path_factory.mktemp("lingyun")
     server = LingyunServer(
-        data_dir=tmp_path_factory.mktemp("lingyun"),
+        data_dir=data_dir,
         database_url=database_url,
-        models=data_plane_models(tiny_model_dir),
+        models=data_plane_models(tiny_model_dir, data_dir / "sim-slow-usage.jsonl"),
         extra_config={"max_body_bytes": 256 * 1024},
     )
     server.start(timeout_s=180)

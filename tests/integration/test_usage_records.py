@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -93,6 +94,16 @@ def test_client_disconnect_cancels_and_is_recorded(served: Served) -> None:
     row = _row(served, request_id)
     assert row.status_code == 499 and row.error_code == "client_disconnected"
     assert 0 < row.completion_tokens < 400
+    # the engine stopped too: its own log shows the request cancelled long before 400 tokens
+    log = served.server.data_dir / "sim-slow-usage.jsonl"
+    deadline = time.monotonic() + 5
+    record = None
+    while record is None and time.monotonic() < deadline:
+        lines = log.read_text().splitlines() if log.exists() else []
+        record = next((json.loads(x) for x in lines if request_id in x), None)
+        time.sleep(0.05)
+    assert record is not None, "the engine never ended the request"
+    assert record["outcome"] == "cancelled" and record["completion_tokens"] < 50
 
 
 def test_refused_request_has_a_row_without_tokens(served: Served) -> None:

@@ -87,20 +87,35 @@ def test_stored_roles_are_snake_case() -> None:
     assert ROLES == ("platform_admin", "tenant_admin", "project_admin", "member", "viewer")
 
 
-def test_overrides_merge_and_clear(world: World) -> None:
-    admin = world.a.clients["tenant_admin"]
-    path = f"/projects/{world.a.project}/overrides"
-    assert ok(admin.patch(path, json={"rpm": 60, "monthly_budget": "12.50"}))["settings"] == {
-        "rpm": 60, "monthly_budget": "12.50"}  # fmt: skip
-    assert ok(admin.patch(path, json={"rpm": None, "tpm": 1000}))["settings"] == {
-        "monthly_budget": "12.50", "tpm": 1000}  # fmt: skip
-    assert ok(admin.get(path))["settings"] == {"monthly_budget": "12.50", "tpm": 1000}
-    assert admin.patch(path, json={"rpm": -1}).status_code == 400
-    assert admin.patch(path, json={"colour": "red"}).status_code == 400
-    key_path = f"/keys/{world.a.team_key_id}/overrides"
-    assert ok(admin.patch(key_path, json={"rpm": 5}))["settings"] == {"rpm": 5}
-    assert world.a.clients["member"].patch(path, json={"rpm": 1}).status_code == 404
-    assert world.a.clients["viewer"].get(key_path).status_code == 404
+def test_limits_and_budgets_by_scope(world: World) -> None:
+    a = world.a
+    admin = a.clients["tenant_admin"]
+    rule = ok(admin.patch(f"/projects/{a.project}/limits", json={"rpm": 60, "tpm": 1000}))
+    assert (rule["scope"], rule["subject_id"], rule["rpm"], rule["tpm"]) == (
+        "project", a.project, 60, 1000)  # fmt: skip
+    rule = ok(admin.patch(f"/projects/{a.project}/limits", json={"tpm": 2000}))
+    assert (rule["rpm"], rule["tpm"]) == (60, 2000)  # unset dimensions keep their value
+    padmin = a.clients["project_admin"]
+    ok(padmin.patch(f"/keys/{a.team_key_id}/limits", json={"model": "sim", "rpm": 5}))
+    assert padmin.patch(f"/projects/{a.project}/limits", json={"rpm": 1}).status_code == 403
+    assert admin.patch(f"/tenants/{a.id}/limits", json={"rpm": 10**6}).status_code == 403
+    assert admin.patch(f"/projects/{a.project}/limits", json={"rpm": -1}).status_code == 400
+    assert admin.patch(f"/projects/{a.project}/limits", json={"colour": 1}).status_code == 400
+    rules = ok(padmin.get(f"/tenants/{a.id}/limits"))["data"]
+    assert {(r["scope"], r["model"]) for r in rules} >= {("project", ""), ("key", "sim")}
+    assert all(r["subject_id"] in (a.project, a.team_key_id) for r in rules)
+    assert admin.delete(f"/keys/{a.team_key_id}/limits", params={"model": "sim"}).status_code == 204
+    budget = ok(admin.put(f"/projects/{a.project}/budget", json={"monthly_limit": "12.50"}))
+    assert budget["monthly_limit"] == "12.5"
+    assert ok(padmin.get(f"/projects/{a.project}/budget"))["monthly_limit"] == "12.5"
+    assert admin.put(f"/tenants/{a.id}/budget", json={"monthly_limit": "1"}).status_code == 403
+    assert ok(world.root.put(f"/tenants/{a.id}/budget", json={"monthly_limit": "100"}))
+    ok(admin.put(f"/projects/{a.project}/budget", json={"monthly_limit": None}))
+    assert ok(admin.get(f"/projects/{a.project}/budget"))["monthly_limit"] is None
+    ok(world.root.put(f"/tenants/{a.id}/budget", json={"monthly_limit": None}))
+    ok(admin.delete(f"/projects/{a.project}/limits"), 204)
+    actions = {e["action"] for e in ok(admin.get(f"/tenants/{a.id}/audit"))["data"]}
+    assert {"limits.set", "limits.clear", "budget.set"} <= actions
 
 
 def test_audit_log_records_who_what_where(world: World) -> None:

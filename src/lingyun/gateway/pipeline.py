@@ -101,7 +101,7 @@ class Gateway:
                 resp = await self._with_replica(ctx, finish, self.relay.open_stream)
                 finish.upstream = resp
                 handed_off = True
-                return _StreamResponse(self.relay.events(ctx, resp), finish)
+                return _StreamResponse(self.relay.body(ctx, resp), finish)
             body = await _unless_disconnected(
                 request, self._with_replica(ctx, finish, self.relay.unary)
             )

@@ -184,9 +184,23 @@ class Relay:
         return Upstream(resp)
 
     async def events(self, ctx: RequestContext, resp: Upstream) -> AsyncIterator[bytes]:
-        """Relay SSE events as they come; the caller closes ``resp``."""
+        """Relay SSE events as they come, one by one; the caller closes ``resp``."""
+        async for batch in self.batches(ctx, resp):
+            for event in batch:
+                yield event
+
+    async def body(self, ctx: RequestContext, resp: Upstream) -> AsyncIterator[bytes]:
+        """``events``, but those that arrived in one network read leave in one write: the
+        same bytes with fewer sends (per-chunk ASGI sends were a tenth of a streaming
+        gateway's CPU)."""
+        async for batch in self.batches(ctx, resp):
+            yield batch[0] if len(batch) == 1 else b"".join(batch)
+
+    async def batches(self, ctx: RequestContext, resp: Upstream) -> AsyncIterator[list[bytes]]:
+        """The client's SSE events, a non-empty list per upstream network read."""
         assert ctx.replica is not None
         rename = _Renamer(ctx.replica.model_id, ctx.model)
+        out: list[bytes] = []
         finished = False
         try:
             async for batch in _data_lines(resp.response):
@@ -196,23 +210,29 @@ class Relay:
                         break
                     event = _event(ctx, data, rename)
                     if event is not None:
-                        yield event
+                        out.append(event)
                 if finished:
                     break
+                if out:
+                    ready, out = out, []
+                    yield ready
             if not finished:
                 raise UpstreamError("The model backend ended the stream early.")
             ctx.stream_ended = True
-            yield DONE
+            out.append(DONE)
+            yield out
         except LingyunError as err:
             record_error(ctx, err)
             ctx.stream_ended = True
-            yield sse_event(err.to_body())
+            out.append(sse_event(err.to_body()))
+            yield out
             return
         except (aiohttp.ClientError, TimeoutError) as exc:
             broken = UpstreamError(f"The model backend stopped mid-stream: {type(exc).__name__}")
             record_error(ctx, broken)
             ctx.stream_ended = True
-            yield sse_event(broken.to_body())
+            out.append(sse_event(broken.to_body()))
+            yield out
             return
         await _drain(resp.response)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import delete, select
 
 from lingyun.config import DeploymentConfig
 from lingyun.errors import NotFoundError
 from lingyun.store.db import Database
 from lingyun.store.models import DeploymentRow, utcnow
+
+logger = logging.getLogger(__name__)
 
 
 class DeploymentStore:
@@ -41,12 +45,15 @@ class DeploymentStore:
 def merge(
     configured: list[DeploymentConfig], stored: list[DeploymentConfig]
 ) -> list[DeploymentConfig]:
-    """The config file's deployments, then stored ones; a stored name may not shadow one."""
+    """The config file's deployments, then stored ones. The file wins a name clash: a stored
+    deployment that shadows one is ignored (with a warning), so one mistaken ``lingyun
+    deploy`` cannot take down a model the operator declared."""
     names = {d.name for d in configured}
-    clash = [d.name for d in stored if d.name in names]
+    clash = sorted(d.name for d in stored if d.name in names)
     if clash:
-        raise ValueError(
-            f"deployments {clash} are declared in the config file and with `lingyun deploy`; "
-            "remove one (`lingyun undeploy NAME`)"
+        logger.warning(
+            "ignoring stored deployments %s: the config file declares them; "
+            "remove them with `lingyun undeploy NAME`",
+            clash,
         )
-    return [*configured, *stored]
+    return [*configured, *(d for d in stored if d.name not in names)]

@@ -1,5 +1,5 @@
-"""Tables of the access domain: users, role bindings, model grants, admin sessions, overrides
-and the audit log (written by ``lingyun.tenancy``; read by the admin API, the CLI and the
+"""Tables of the access domain: users, role bindings, model grants, admin sessions and the
+audit log (written by ``lingyun.tenancy``; read by the admin API, the CLI and the
 gateway's grant cache).
 
 Invariants:
@@ -14,8 +14,8 @@ Invariants:
   its tenant and its project allow it.
 - ``audit_events`` rows keep raw ids without foreign keys, so deleting a tenant keeps its
   history. Append-only; written in the same transaction as the change they describe.
-- ``overrides``: per-project and per-key settings (rate limits, budgets) that the admission
-  and billing layers read; the scope row's tenant is copied for isolation checks.
+- Per-project and per-key rate limits and budgets are not here: they live with their
+  enforcers (``store/limits.py``, ``store/ledger.py``); the admin API writes them there.
 """
 
 from __future__ import annotations
@@ -81,20 +81,6 @@ class AdminSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-
-
-class Override(Base):
-    """Settings for one project or key (``scope`` is ``project`` or ``key``)."""
-
-    __tablename__ = "overrides"
-    __table_args__ = (UniqueConstraint("scope", "scope_id"),)
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    scope: Mapped[str] = mapped_column(String(16))
-    scope_id: Mapped[str] = mapped_column(String(32))
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class AuditEvent(Base):

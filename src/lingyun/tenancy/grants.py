@@ -136,12 +136,15 @@ class GrantService:
         actor: Actor = SYSTEM_ACTOR,
     ) -> ModelGrant:
         async with self.db.session() as s:
-            row = await s.scalar(self._match(tenant_id, project_id, model))
-            if row is None:
+            # All matches: NULL project ids escape the unique constraint, so two concurrent
+            # tenant-wide grants of one model can both exist.
+            rows = list((await s.scalars(self._match(tenant_id, project_id, model))).all())
+            if not rows:
                 raise not_found("model_grant", model)
-            await self._delete(s, row, actor)
+            for row in rows:
+                await self._delete(s, row, actor)
             await s.commit()
-        return row
+        return rows[0]
 
     async def revoke_by_id(self, grant_id: str, *, actor: Actor = SYSTEM_ACTOR) -> ModelGrant:
         async with self.db.session() as s:

@@ -13,10 +13,8 @@ from lingyun.api.admin.schemas import (
     KeyCreateRequest,
     KeyResponse,
     ListResponse,
-    OverridesResponse,
 )
 from lingyun.errors import PermissionDeniedError
-from lingyun.tenancy.overrides import OverrideService, OverrideSettings
 
 router = APIRouter(tags=["admin: keys"])
 
@@ -63,22 +61,3 @@ async def revoke_key(key_id: IdPath, ctx: AdminCtx) -> KeyResponse:
     await ctx.tenancy.revoke_key(key.id, actor=ctx.actor)
     ctx.keys_changed()
     return convert.key(await ctx.tenancy.key_by_id(key.id))
-
-
-@router.get("/keys/{key_id}/overrides", response_model=OverridesResponse)
-async def get_key_overrides(key_id: IdPath, ctx: AdminCtx) -> OverridesResponse:
-    key = await ctx.visible_key(key_id)
-    settings = await OverrideService(ctx.db).get("key", key.id)
-    return OverridesResponse(scope="key", scope_id=key.id, settings=settings)
-
-
-@router.patch("/keys/{key_id}/overrides", response_model=OverridesResponse)
-async def set_key_overrides(
-    key_id: IdPath, body: OverrideSettings, ctx: AdminCtx
-) -> OverridesResponse:
-    key = await ctx.visible_key(key_id)
-    ctx.principal.require_project_admin(key.tenant_id, key.project_id)
-    settings = await OverrideService(ctx.db).set(
-        "key", key.id, key.tenant_id, body, actor=ctx.actor
-    )
-    return OverridesResponse(scope="key", scope_id=key.id, settings=settings)

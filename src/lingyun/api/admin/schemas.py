@@ -154,7 +154,7 @@ class RoleBindingCreateRequest(_Request):
     project_id: Id | None = None
 
 
-# -- model grants, overrides, audit, usage, models ------------------------------------------
+# -- model grants, audit, usage, models ------------------------------------------
 class ModelGrantCreateRequest(_Request):
     model: ModelName
     project_id: Id | None = None
@@ -166,12 +166,6 @@ class ModelGrantResponse(BaseModel):
     project_id: str | None
     model: str
     created_at: datetime
-
-
-class OverridesResponse(BaseModel):
-    scope: Literal["project", "key"]
-    scope_id: str
-    settings: dict[str, Any]
 
 
 class AuditEventResponse(BaseModel):

@@ -14,7 +14,6 @@ from lingyun.api.admin.schemas import (
     EndQuery,
     IdPath,
     ListResponse,
-    OverridesResponse,
     ProjectCreateRequest,
     ProjectResponse,
     StartQuery,
@@ -23,7 +22,6 @@ from lingyun.api.admin.schemas import (
     TenantUpdateRequest,
     UsageResponse,
 )
-from lingyun.tenancy.overrides import OverrideService, OverrideSettings
 from lingyun.tenancy.usage import default_window, usage_report
 
 router = APIRouter(tags=["admin: tenants"])
@@ -81,25 +79,6 @@ async def create_project(
 @router.get("/projects/{project_id}", response_model=ProjectResponse)
 async def get_project(project_id: IdPath, ctx: AdminCtx) -> ProjectResponse:
     return convert.project(await ctx.visible_project(project_id))
-
-
-@router.get("/projects/{project_id}/overrides", response_model=OverridesResponse)
-async def get_project_overrides(project_id: IdPath, ctx: AdminCtx) -> OverridesResponse:
-    project = await ctx.visible_project(project_id)
-    settings = await OverrideService(ctx.db).get("project", project.id)
-    return OverridesResponse(scope="project", scope_id=project.id, settings=settings)
-
-
-@router.patch("/projects/{project_id}/overrides", response_model=OverridesResponse)
-async def set_project_overrides(
-    project_id: IdPath, body: OverrideSettings, ctx: AdminCtx
-) -> OverridesResponse:
-    project = await ctx.visible_project(project_id)
-    ctx.principal.require_tenant_admin(project.tenant_id)
-    settings = await OverrideService(ctx.db).set(
-        "project", project.id, project.tenant_id, body, actor=ctx.actor
-    )
-    return OverridesResponse(scope="project", scope_id=project.id, settings=settings)
 
 
 @router.get("/tenants/{tenant_id}/usage", response_model=UsageResponse)

@@ -1,9 +1,9 @@
-"""Tenancy: users, roles, model grants, overrides and the audit log (owned by tenancy/).
+"""Tenancy: users, roles, model grants and the audit log (owned by tenancy/).
 
 Users log in to the admin API (argon2 password hashes, hashed session tokens); role bindings
-scope what they may see; model grants narrow which models a tenant or project may call;
-overrides hold per-project and per-key settings for admission and billing; the audit log
-records every control-plane change.
+scope what they may see; model grants narrow which models a tenant or project may call; the
+audit log records every control-plane change. (Per-project and per-key limits and budgets
+live with admission's and billing's tables.)
 
 Revision ID: 20261127_0003
 Revises: 20261127_0002
@@ -73,21 +73,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_admin_sessions_user_id"), ["user_id"])
 
     op.create_table(
-        "overrides",
-        sa.Column("id", _ID, nullable=False),
-        sa.Column("scope", sa.String(length=16), nullable=False),
-        sa.Column("scope_id", sa.String(length=32), nullable=False),
-        sa.Column("tenant_id", sa.String(length=32), nullable=False),
-        sa.Column("settings", sa.JSON(), nullable=False),
-        _ts("updated_at"),
-        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("scope", "scope_id"),
-    )
-    with op.batch_alter_table("overrides", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_overrides_tenant_id"), ["tenant_id"])
-
-    op.create_table(
         "model_grants",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("tenant_id", sa.String(length=32), nullable=False),
@@ -128,9 +113,6 @@ def downgrade() -> None:
     with op.batch_alter_table("model_grants", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_model_grants_tenant_id"))
     op.drop_table("model_grants")
-    with op.batch_alter_table("overrides", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_overrides_tenant_id"))
-    op.drop_table("overrides")
     with op.batch_alter_table("admin_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_admin_sessions_user_id"))
     op.drop_table("admin_sessions")
