@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # llama.cpp is compiled from source: portable flags so the wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck bench bench-fairness clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ test: install lint typecheck
 # LiteLLM into .venv-litellm on first use. BENCH_ARGS=--quick for a few minutes.
 bench: install
 	$(PY) -m benchmarks.gateway $(BENCH_ARGS)
+
+# Tenant fairness under VTC and FCFS, and B against B alone (~90 s on 2 cores).
+bench-fairness: install
+	$(PY) -m benchmarks.fairness
 
 clean:
 	rm -rf $(VENV) .lingyun .pytest_cache .mypy_cache .ruff_cache

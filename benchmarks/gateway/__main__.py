@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -20,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.gateway import report
-from benchmarks.gateway.procs import CPU_COUNT, PeakRss, Proc, cpu_seconds, pinned
+from benchmarks.gateway.procs import (
+    CPU_COUNT,
+    PeakRss,
+    Proc,
+    cpu_seconds,
+    pinned,
+    stop_on_sigterm,
+)
 from benchmarks.gateway.targets import (
     PACES,
     Pace,
@@ -125,6 +133,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    stop_on_sigterm()
     args = parse(argv)
     quick = args.quick
     levels = (
@@ -139,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     tag = args.tag or ("gateway-quick" if quick else "gateway")
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    load_start = [round(x, 2) for x in os.getloadavg()]
     runs: list[dict[str, Any]] = []
     procs: list[Proc] = []
     with tempfile.TemporaryDirectory(prefix="lingyun-bench-") as tmp:
@@ -182,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
         "duration_s": round(time.time() - started, 1),
         "cpu_count": CPU_COUNT,
         "cpu_layout": cpus,
+        # Other work on the machine skews every figure; the load average says how much.
+        "loadavg_start": load_start,
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "machine": platform.platform(),
         "litellm": litellm_version() if "litellm" in names else None,

@@ -25,6 +25,16 @@ import psutil
 CPU_COUNT = os.cpu_count() or 1
 
 
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM (``timeout``, ``kill``) into SystemExit, so ``finally`` blocks stop the
+    servers we started; they run in sessions of their own and would otherwise live on."""
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

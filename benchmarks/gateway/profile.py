@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.gateway.__main__ import layout
-from benchmarks.gateway.procs import pinned
+from benchmarks.gateway.procs import pinned, stop_on_sigterm
 from benchmarks.gateway.targets import PACES, start_lingyun, start_replica
 
 
@@ -42,6 +42,7 @@ def summarize(raw: Path, top: int) -> str:
 
 
 def main() -> None:
+    stop_on_sigterm()
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--stream", action="store_true")
     p.add_argument("--concurrency", type=int, default=64)
@@ -74,7 +75,7 @@ def main() -> None:
             record = [pyspy, "record", "-p", str(gw.proc.pid), "-d", str(args.duration),
                       "-r", "200", "-f", "raw", "-o", str(raw), "--gil"]  # fmt: skip
             subprocess.run(record, check=True, capture_output=True)
-            gen.wait()
+            gen.communicate()  # drain its output: a full pipe would block it forever
             print(summarize(raw, args.top))
         finally:
             if gw is not None and gw.proc is not None:

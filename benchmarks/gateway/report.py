@@ -121,7 +121,8 @@ def table(rs: list[Row]) -> str:
                     else "–",
                     _f(r.get("added_ttft_p50_ms"), "+.2f") if is_gw and r["stream"] else "–",
                     _f(r["gateway_cpu_s_per_1000"], ".2f"),
-                    _f(r["req_per_cpu_s"], ".0f") + _x(r.get("req_per_cpu_s_x_litellm")),
+                    _f(r["req_per_cpu_s"], ".0f")
+                    + ("" if r["target"] == "litellm" else _x(r.get("req_per_cpu_s_x_litellm"))),
                     _f(r["peak_rss_mb"]),
                     f"{r['errors']}/{r['count']}",
                 ]
@@ -225,6 +226,9 @@ def markdown(doc: dict[str, Any], rs: list[Row], png: str) -> str:
             "replica and load generator share one core and the gateway has the other, so the "
             "direct run is limited by that shared core and a gateway's figures include one "
             "core of its own; gateway CPU time is measured from /proc (psutil), not inferred.",
+            f"- Load average (1/5/15 min) at start {meta.get('loadavg_start')}, at end "
+            f"{meta.get('loadavg_end')}: anything else running on the machine competes for "
+            "the same cores and widens the run-to-run spread; compare ratios, not absolutes.",
             "- Requests: chat completions, 16 output tokens; streams without "
             "`include_usage` (the gateway still asks the replica for usage and strips it). "
             "Each run is preceded by an unmeasured warm-up round (one request per worker).",
@@ -232,6 +236,8 @@ def markdown(doc: dict[str, Any], rs: list[Row], png: str) -> str:
             "first token, 20 ms per token.",
             "- Added latency = gateway percentile − direct percentile at the same pace, mode "
             "and concurrency; added TTFT likewise for the first SSE event.",
+            "",
+            "Profiling (py-spy) findings and before/after figures: `PROFILING.md`.",
             "",
             "## Results",
             table(rs),

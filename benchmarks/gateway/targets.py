@@ -62,7 +62,11 @@ def start_replica(pace: Pace, workdir: Path, cpus: str | None) -> tuple[Proc, st
 
 
 def start_lingyun(
-    replicas: dict[str, str], workdir: Path, cpus: str | None, name: str = "lingyun"
+    replicas: dict[str, str],
+    workdir: Path,
+    cpus: str | None,
+    name: str = "lingyun",
+    served: str = SERVED_NAME,
 ) -> Target:
     """Lingyun as configured out of the box; ``lingyun-nometer`` turns metering off, to
     show what the durable reservations cost (a diagnostic, not a comparison target)."""
@@ -70,7 +74,7 @@ def start_lingyun(
     data.mkdir(parents=True, exist_ok=True)
     config = data / "lingyun.yaml"
     models = [
-        {"name": model, "engine": "openai-compatible", "base_url": url, "model": SERVED_NAME}
+        {"name": model, "engine": "openai-compatible", "base_url": url, "model": served}
         for model, url in replicas.items()
     ]
     settings: dict[str, object] = {"models": models}
@@ -82,7 +86,7 @@ def start_lingyun(
     lingyun = [sys.executable, "-m", "lingyun.cli.main"]
     cmd = [*lingyun, "serve", "--port", str(port), *common]
     proc = Proc(name, cmd, workdir / f"{name}.log", cpus)
-    proc.wait_http(f"http://127.0.0.1:{port}/health", 60)
+    proc.wait_http(f"http://127.0.0.1:{port}/health", 120)
     run = {"capture_output": True, "text": True, "check": True, "timeout": 60}
     subprocess.run([*lingyun, "tenants", "create", "bench", *common], **run)  # type: ignore[call-overload]
     out = subprocess.run(  # type: ignore[call-overload]

@@ -34,8 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LingyunServer]:
                 "args": {"ttft_ms": 1500},
             },
         ],
-        # Billing is not what these tests are about.
-        extra_config={"metering": False},
+        # Metering stays on (the default): rate limits run before billing in one chain.
     )
     srv.start()
     try:

@@ -148,8 +148,7 @@ def start_world(database_url: str, data_dir: Path) -> World:
     data_dir.mkdir(parents=True, exist_ok=True)
     suffix = secrets.token_hex(3)
     root_email = f"root-{suffix}@lingyun.test"
-    result = _create_root(server, root_email)
-    assert result.returncode == 0, result.stderr
+    _create_root(server, root_email)
     server.start(timeout_s=120)
     root = login(server.base_url, root_email)
     a, b = Org(f"acme-{suffix}"), Org(f"globex-{suffix}")
@@ -166,17 +165,20 @@ def start_world(database_url: str, data_dir: Path) -> World:
     return World(server, root, a, b, suffix)
 
 
-def _create_root(server: LingyunServer, email: str) -> Any:
-    import os
-    import subprocess
+def _create_root(server: LingyunServer, email: str) -> None:
+    """``lingyun admin create-user EMAIL --password-stdin --platform-admin``, in-process
+    (a subprocess costs seconds of imports; tests/security runs the CLI as a process too)."""
+    from typer.testing import CliRunner
 
-    from tests.support.server import LINGYUN
+    from lingyun.cli.main import app
 
-    return subprocess.run(
-        [*LINGYUN, "admin", "create-user", email, "--password-stdin", "--platform-admin",
+    result = CliRunner().invoke(
+        app,
+        ["admin", "create-user", email, "--password-stdin", "--platform-admin",
          "--data-dir", str(server.data_dir), "--database-url", server.database_url],
-        input=PASSWORD + "\n", capture_output=True, text=True, env={**os.environ}, timeout=60,
+        input=PASSWORD + "\n",
     )  # fmt: skip
+    assert result.exit_code == 0, result.output
 
 
 _WORLDS: dict[str, World] = {}

@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from lingyun.admission.policy import estimate_prompt_tokens
-from lingyun.admission.vtc import SCHEDULERS, FcfsScheduler, Scheduler, VtcScheduler
+from lingyun.admission.vtc import FcfsScheduler, Scheduler, VtcScheduler
 from lingyun.errors import ServiceUnavailableError
 from lingyun.gateway.context import RequestContext
 from lingyun.serving.replica import Replica
@@ -81,10 +81,10 @@ class FairQueue:
         timeout_s: float = 30.0,
         input_weight: float = 1.0,
         output_weight: float = 2.0,
-        poll_s: float = 0.25,
+        poll_s: float = 0.5,
     ) -> None:
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, not {scheduler!r}")
+        if scheduler not in _SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {sorted(_SCHEDULERS)}, not {scheduler!r}")
         self.replicas = replicas
         self.scheduler = scheduler
         self.timeout_s = timeout_s
@@ -110,7 +110,7 @@ class FairQueue:
     def lane(self, deployment: str) -> _Lane:
         lane = self._lanes.get(deployment)
         if lane is None:
-            scheduler = _new_scheduler(self.scheduler)
+            scheduler = _SCHEDULERS[self.scheduler]()
             lane = self._lanes[deployment] = _Lane(deployment, scheduler)
         return lane
 
@@ -205,7 +205,7 @@ class FairQueue:
             waiter.granted.set_result(None)
 
 
-def _new_scheduler(name: str) -> Scheduler[_Waiter]:
-    if name == "fcfs":
-        return FcfsScheduler[_Waiter]()
-    return VtcScheduler[_Waiter]()
+_SCHEDULERS: dict[str, Callable[[], Scheduler[_Waiter]]] = {
+    "vtc": VtcScheduler[_Waiter],
+    "fcfs": FcfsScheduler[_Waiter],
+}

@@ -140,6 +140,3 @@ class VtcScheduler(Generic[T]):
             self._in_service[tenant] = left
         else:
             self._in_service.pop(tenant, None)
-
-
-SCHEDULERS = ("vtc", "fcfs")

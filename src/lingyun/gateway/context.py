@@ -35,10 +35,10 @@ class RequestContext:
     stream: bool
     # Did the client ask for the final usage chunk? (We always ask the engine for it.)
     client_wants_usage: bool
-    # ...and usage on every chunk (vLLM's continuous_usage_stats)?
-    client_continuous_usage: bool
     # Upper bound on output tokens, for admission's worst case; None = engine default.
     max_output_tokens: int | None
+    # Did the client ask for usage on every chunk (vLLM's continuous_usage_stats)?
+    client_continuous_usage: bool = False
     # Size of the request body: an upper bound on its prompt tokens.
     body_bytes: int = 0
     # Choices asked for (n): the output bound is per choice.

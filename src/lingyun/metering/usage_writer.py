@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from lingyun.store.db import Database
 from lingyun.store.models import UsageRecord
@@ -59,11 +60,24 @@ class UsageWriter:
             rows = [first, *self._drain()]
             try:
                 await self._write(rows)
-            except Exception:
-                logger.exception("writing %d usage rows failed; retrying in 1 s", len(rows))
-                for row in rows:
-                    self._queue.put_nowait(row)
-                await asyncio.sleep(1.0)
+            except DBAPIError as exc:
+                if exc.connection_invalidated or _is_outage(exc):
+                    logger.warning("usage rows not written (%s); retrying in 1 s", exc.orig)
+                    for row in rows:
+                        self._queue.put_nowait(row)
+                    await asyncio.sleep(1.0)
+                else:
+                    # One bad row must not block every later one: write them one by one.
+                    await self._write_each(rows)
+
+    async def _write_each(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            try:
+                await self._write([row])
+            except DBAPIError:
+                logger.exception(
+                    "dropping usage row %s that the database refuses", row.get("request_id")
+                )
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -71,3 +85,8 @@ class UsageWriter:
         async with self.db.session() as s:
             await s.execute(insert(UsageRecord), rows)
             await s.commit()
+
+
+def _is_outage(exc: DBAPIError) -> bool:
+    """The database is unreachable or busy (retry later), not refusing these rows."""
+    return isinstance(exc, OperationalError | InterfaceError)
