@@ -15,6 +15,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+
+from lingyun.serving.local import LocalSupervisor
+from lingyun.serving.supervisor import ReplicaState, ReplicaStatus
 from tests.serving.supervisor_standins import (
     BrokenConfigEngine,
     FakeUpstreamEngine,
@@ -22,9 +25,6 @@ from tests.serving.supervisor_standins import (
     make_dep,
     pid_alive,
 )
-
-from lingyun.serving.local import LocalSupervisor
-from lingyun.serving.supervisor import ReplicaState, ReplicaStatus
 
 pytestmark = pytest.mark.anyio
 Make = Callable[..., LocalSupervisor]

@@ -10,6 +10,14 @@ import json
 from typing import Any
 
 import pytest
+
+from lingyun.engines.upstream import PRESETS, ProviderDialect
+from lingyun.engines.upstream.openai import GenericDialect
+from lingyun.errors import (
+    InvalidRequestError,
+    LingyunError,
+    RateLimitError,
+)
 from tests.engines.upstream.expected import (
     AUTH,
     BILLING,
@@ -22,14 +30,6 @@ from tests.engines.upstream.expected import (
     UNAVAILABLE,
 )
 from tests.support.standins import STANDINS
-
-from lingyun.engines.upstream import PRESETS, ProviderDialect
-from lingyun.engines.upstream.openai import GenericDialect
-from lingyun.errors import (
-    InvalidRequestError,
-    LingyunError,
-    RateLimitError,
-)
 
 
 def _dialect(provider: str) -> ProviderDialect:
@@ -56,18 +56,18 @@ def test_documented_error_bodies(
 
 # fmt: off
 QIANFAN_INBAND = [
-    pytest.param({"error_code": 18, "error_msg": "Open api qps request limit reached"}, *RATE, id="v1-18-qps"),  # noqa: E501
-    pytest.param({"error_code": 4, "error_msg": "Open api request limit reached"}, *RATE, id="v1-4-cluster"),  # noqa: E501
+    pytest.param({"error_code": 18, "error_msg": "Open api qps request limit reached"}, *RATE, id="v1-18-qps"),
+    pytest.param({"error_code": 4, "error_msg": "Open api request limit reached"}, *RATE, id="v1-4-cluster"),
     pytest.param({"code": 336501, "msg": "Rate limit reached for RPM"}, *RATE, id="336501-rpm"),
-    pytest.param({"error_code": 336502, "error_msg": "Rate limit reached for TPM"}, *RATE, id="336502-tpm"),  # noqa: E501
-    pytest.param({"error_code": 17, "error_msg": "Open api daily request limit reached"}, *BILLING, id="v1-17-daily"),  # noqa: E501
-    pytest.param({"error_code": 110, "error_msg": "Access token invalid or no longer valid"}, *AUTH, id="v1-110-token"),  # noqa: E501
-    pytest.param({"error_code": 14, "error_msg": "IAM Certification failed"}, *AUTH, id="v1-14-iam"),  # noqa: E501
-    pytest.param({"error_code": 6, "error_msg": "No permission to access data"}, *PERMISSION, id="v1-6-perm"),  # noqa: E501
-    pytest.param({"error_code": 336003, "error_msg": "parameter check failed"}, InvalidRequestError, None, id="336003-param"),  # noqa: E501
-    pytest.param({"error_code": 2, "error_msg": "Service temporarily unavailable"}, *UNAVAILABLE, id="v1-2-unavailable"),  # noqa: E501
-    pytest.param({"error_code": 336000, "error_msg": "Internal error"}, *SERVER, id="336000-internal"),  # noqa: E501
-    pytest.param({"error_code": 999999, "error_msg": "never heard of it"}, *SERVER, id="unknown-code-in-200"),  # noqa: E501
+    pytest.param({"error_code": 336502, "error_msg": "Rate limit reached for TPM"}, *RATE, id="336502-tpm"),
+    pytest.param({"error_code": 17, "error_msg": "Open api daily request limit reached"}, *BILLING, id="v1-17-daily"),
+    pytest.param({"error_code": 110, "error_msg": "Access token invalid or no longer valid"}, *AUTH, id="v1-110-token"),
+    pytest.param({"error_code": 14, "error_msg": "IAM Certification failed"}, *AUTH, id="v1-14-iam"),
+    pytest.param({"error_code": 6, "error_msg": "No permission to access data"}, *PERMISSION, id="v1-6-perm"),
+    pytest.param({"error_code": 336003, "error_msg": "parameter check failed"}, InvalidRequestError, None, id="336003-param"),
+    pytest.param({"error_code": 2, "error_msg": "Service temporarily unavailable"}, *UNAVAILABLE, id="v1-2-unavailable"),
+    pytest.param({"error_code": 336000, "error_msg": "Internal error"}, *SERVER, id="336000-internal"),
+    pytest.param({"error_code": 999999, "error_msg": "never heard of it"}, *SERVER, id="unknown-code-in-200"),
 ]
 
 
@@ -82,7 +82,7 @@ def test_qianfan_errors_inside_http_200(
 
 
 NOT_ERRORS = [
-    pytest.param({"id": "c", "object": "chat.completion.chunk", "choices": [{"delta": {}}]}, id="chunk"),  # noqa: E501
+    pytest.param({"id": "c", "object": "chat.completion.chunk", "choices": [{"delta": {}}]}, id="chunk"),
     pytest.param({"id": "c", "choices": [], "usage": {"prompt_tokens": 1}}, id="usage-chunk"),
     pytest.param({"object": "list", "data": [{"embedding": [0.1]}]}, id="embeddings"),
     pytest.param({"error_code": 0, "error_msg": "", "result": "ok"}, id="qianfan-code-0"),
@@ -99,9 +99,9 @@ def test_ordinary_payloads_are_not_errors(provider: str, payload: dict[str, Any]
 
 # fmt: off
 STREAM_ERRORS = [
-    pytest.param("dashscope", STANDINS["dashscope"].stream_errors["content_stream"], *CONTENT, id="dashscope-output-moderation"),  # noqa: E501
-    pytest.param("modelarts", {"object": "error", "message": "boom", "type": "InternalServerError", "code": 500}, *SERVER, id="modelarts-vllm-error-chunk"),  # noqa: E501
-    pytest.param("ark", {"error": {"code": "OutputTextSensitiveContentDetected", "message": "m", "type": "BadRequest"}}, *CONTENT, id="ark-output-moderation"),  # noqa: E501
+    pytest.param("dashscope", STANDINS["dashscope"].stream_errors["content_stream"], *CONTENT, id="dashscope-output-moderation"),
+    pytest.param("modelarts", {"object": "error", "message": "boom", "type": "InternalServerError", "code": 500}, *SERVER, id="modelarts-vllm-error-chunk"),
+    pytest.param("ark", {"error": {"code": "OutputTextSensitiveContentDetected", "message": "m", "type": "BadRequest"}}, *CONTENT, id="ark-output-moderation"),
 ]
 # fmt: on
 

@@ -31,9 +31,9 @@ def test_registered_as_an_upstream_engine() -> None:
 
 # fmt: off
 PRESET_URLS = [
-    pytest.param("dashscope", None, "https://dashscope.aliyuncs.com/compatible-mode/v1", id="dashscope"),  # noqa: E501
-    pytest.param("dashscope", "intl", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", id="dashscope-intl"),  # noqa: E501
-    pytest.param("dashscope", "Singapore", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", id="dashscope-alias-any-case"),  # noqa: E501
+    pytest.param("dashscope", None, "https://dashscope.aliyuncs.com/compatible-mode/v1", id="dashscope"),
+    pytest.param("dashscope", "intl", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", id="dashscope-intl"),
+    pytest.param("dashscope", "Singapore", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", id="dashscope-alias-any-case"),
     pytest.param("ark", None, "https://ark.cn-beijing.volces.com/api/v3", id="ark"),
     pytest.param("modelarts", None, "https://api.modelarts-maas.com/v1", id="modelarts"),
     pytest.param("hunyuan", None, "https://api.hunyuan.cloud.tencent.com/v1", id="hunyuan"),
@@ -94,15 +94,15 @@ def test_bare_base_url_may_still_use_a_key() -> None:
 
 # fmt: off
 MISTAKES = [
-    pytest.param({}, {"provider": "dashscope", "model": "q"}, "set the environment variable DASHSCOPE_API_KEY", id="missing-preset-key"),  # noqa: E501
-    pytest.param({"ARK_API_KEY": "  "}, {"provider": "ark", "model": "ep-1"}, "ARK_API_KEY", id="blank-key"),  # noqa: E501
-    pytest.param({}, {"provider": "openai", "model": "g", "api_key_env": "MINE"}, "set the environment variable MINE", id="missing-named-key"),  # noqa: E501
-    pytest.param({}, {"base_url": "http://h/v1", "api_key_env": "MINE"}, "MINE", id="bare-url-named-key-missing"),  # noqa: E501
-    pytest.param(ENV, {"provider": "azure", "model": "g"}, "unknown provider 'azure'", id="unknown-provider"),  # noqa: E501
-    pytest.param(ENV, {"provider": "dashscope", "region": "mars", "model": "q"}, "no region 'mars'", id="unknown-region"),  # noqa: E501
+    pytest.param({}, {"provider": "dashscope", "model": "q"}, "set the environment variable DASHSCOPE_API_KEY", id="missing-preset-key"),
+    pytest.param({"ARK_API_KEY": "  "}, {"provider": "ark", "model": "ep-1"}, "ARK_API_KEY", id="blank-key"),
+    pytest.param({}, {"provider": "openai", "model": "g", "api_key_env": "MINE"}, "set the environment variable MINE", id="missing-named-key"),
+    pytest.param({}, {"base_url": "http://h/v1", "api_key_env": "MINE"}, "MINE", id="bare-url-named-key-missing"),
+    pytest.param(ENV, {"provider": "azure", "model": "g"}, "unknown provider 'azure'", id="unknown-provider"),
+    pytest.param(ENV, {"provider": "dashscope", "region": "mars", "model": "q"}, "no region 'mars'", id="unknown-region"),
     pytest.param(ENV, {"provider": "ark"}, "ep-", id="preset-without-model"),
     pytest.param(ENV, {}, "needs provider: (one of", id="neither-provider-nor-url"),
-    pytest.param(ENV, {"base_url": "gpu-node-1:8000/v1"}, "must be an http(s) URL", id="url-without-scheme"),  # noqa: E501
+    pytest.param(ENV, {"base_url": "gpu-node-1:8000/v1"}, "must be an http(s) URL", id="url-without-scheme"),
 ]
 # fmt: on
 

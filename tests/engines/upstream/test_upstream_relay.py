@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from tests.support.standins import REPLY, STANDIN_KEY, STANDINS, build_app, running
 
 from lingyun.config import DeploymentConfig
 from lingyun.engines.upstream import PRESETS, OpenAICompatibleEngine
@@ -19,6 +18,7 @@ from lingyun.errors import LingyunError, RateLimitError, UpstreamError
 from lingyun.gateway.context import RequestContext
 from lingyun.gateway.relay import Relay
 from lingyun.serving.replica import Replica
+from tests.support.standins import REPLY, STANDIN_KEY, STANDINS, build_app, running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.engines.upstream.expected import STANDIN_CASES
-from tests.support.standins import REPLY, STANDIN_KEY, STANDINS, StandinSpec, build_app, running
 
 from lingyun.config import DeploymentConfig
 from lingyun.engines.registry import UpstreamSpec
 from lingyun.engines.upstream import PRESETS, OpenAICompatibleEngine
 from lingyun.errors import LingyunError
+from tests.engines.upstream.expected import STANDIN_CASES
+from tests.support.standins import REPLY, STANDIN_KEY, STANDINS, StandinSpec, build_app, running
 
 pytestmark = pytest.mark.slow
 
