@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from lingyun.app import create_app
 from lingyun.cli.common import ConfigOpt, DatabaseUrlOpt, DataDirOpt, settings_from
 
 
@@ -31,6 +29,10 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Serve the OpenAI-compatible API and start every declared deployment's replicas."""
+    import uvicorn  # the server's imports are for `serve` alone: other verbs start faster
+
+    from lingyun.app import create_app
+
     settings = settings_from(
         config, data_dir, database_url, host=host, port=port, redis_url=redis_url
     )

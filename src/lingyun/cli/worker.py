@@ -77,3 +77,9 @@ def worker(
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+
+
+if __name__ == "__main__":
+    # The supervisor starts replicas as `python -m lingyun.cli.worker`, which skips importing
+    # the gateway and every other verb: a replica comes up sooner.
+    typer.run(worker)

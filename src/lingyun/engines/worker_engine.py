@@ -19,7 +19,7 @@ class WorkerEngine:
 
     def process(self, dep: DeploymentConfig, host: str, port: int) -> ProcessSpec:
         argv = [
-            sys.executable, "-m", "lingyun.cli.main", "worker",
+            sys.executable, "-m", "lingyun.cli.worker",
             "--backend", self.name,
             "--host", host,
             "--port", str(port),
