@@ -40,6 +40,10 @@ class DeploymentConfig(BaseModel):
     max_replicas: int | None = Field(default=None, ge=1)
     target_inflight: int | None = Field(default=None, ge=1)
     idle_timeout_s: float | None = Field(default=None, gt=0)
+    # How long load must stay above / below target before the autoscaler adds / removes a
+    # replica (defaults in serving/autoscale.py: 2 s up, 30 s down).
+    scale_up_delay_s: float | None = Field(default=None, ge=0)
+    scale_down_delay_s: float | None = Field(default=None, ge=0)
     resources: dict[str, Any] = Field(default_factory=dict)
     fallbacks: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
@@ -73,6 +77,11 @@ class Settings(BaseSettings):
     scheduler: Literal["vtc", "fcfs"] = "vtc"
     # Seconds a request may wait for a free replica slot before a 503.
     queue_timeout_s: float = Field(default=30.0, gt=0)
+    # Retries and fallbacks may add this share of a deployment's requests, plus a trickle.
+    retry_budget_ratio: float = Field(default=0.2, ge=0)
+    retry_budget_min_per_s: float = Field(default=5.0, ge=0)
+    # How long a request waits for a deployment scaled to zero to start a replica.
+    activation_timeout_s: float = Field(default=60.0, gt=0)
     # VTC's charge per prompt token (at admission) and per output token (as it streams).
     vtc_input_weight: float = Field(default=1.0, ge=0)
     vtc_output_weight: float = Field(default=2.0, ge=0)
@@ -81,6 +90,9 @@ class Settings(BaseSettings):
     # This gateway's name in reservation leases; defaults to host:port. Several gateways
     # sharing a database need distinct names.
     instance_name: str | None = None
+    # Run replicas as actors on this Ray cluster (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``)
+    # instead of as child processes; see docs/multi-node.md.
+    ray_address: str | None = None
     models: list[DeploymentConfig] | None = None
 
     def instance_owner(self) -> str:

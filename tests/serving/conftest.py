@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from lingyun.serving.autoscale import ScalingTimings
 from lingyun.serving.health import HealthPolicy
 from lingyun.serving.local import LocalSupervisor
 
@@ -28,12 +29,17 @@ FAST: dict[str, Any] = {
 async def supervisor(
     tmp_path: Path, anyio_backend: str
 ) -> AsyncIterator[Callable[..., LocalSupervisor]]:
-    """Factory: ``supervisor(engines, **policy)``; every supervisor made is stopped after."""
+    """Factory: ``supervisor(engines, scaling=None, **policy)``; every supervisor made is stopped after."""
     made: list[LocalSupervisor] = []
 
-    def make(engines: dict[str, Any], **policy: float) -> LocalSupervisor:
+    def make(
+        engines: dict[str, Any], scaling: ScalingTimings | None = None, **policy: float
+    ) -> LocalSupervisor:
         sup = LocalSupervisor(
-            tmp_path / "data", engines=engines, policy=HealthPolicy(**{**FAST, **policy})
+            tmp_path / "data",
+            engines=engines,
+            policy=HealthPolicy(**{**FAST, **policy}),
+            scaling=scaling,
         )
         made.append(sup)
         return sup

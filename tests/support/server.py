@@ -36,6 +36,8 @@ class LingyunServer:
     extra_config: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    # More `lingyun serve` flags, e.g. ["--ray-address", "127.0.0.1:6380"].
+    serve_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -89,6 +91,7 @@ class LingyunServer:
                     "--config",
                     str(self.config_path),
                     *self._common(),
+                    *self.serve_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -26,6 +26,13 @@ def serve(
             help="Share rate limits with other gateways through Redis, e.g. redis://host:6379/0.",
         ),
     ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Run replicas on this Ray cluster: auto, HOST:PORT or ray://HOST:PORT.",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Serve the OpenAI-compatible API and start every declared deployment's replicas."""
@@ -34,7 +41,13 @@ def serve(
     from lingyun.app import create_app
 
     settings = settings_from(
-        config, data_dir, database_url, host=host, port=port, redis_url=redis_url
+        config,
+        data_dir,
+        database_url,
+        host=host,
+        port=port,
+        redis_url=redis_url,
+        ray_address=ray_address,
     )
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -65,6 +65,24 @@ class RequestContext:
     # charges its tenant's virtual counter as tokens flow, not only at the end).
     token_hooks: list[Callable[[int], None]] = field(default_factory=list)
 
+    def retarget(self, model: str, attempt: int) -> RequestContext:
+        """A fresh context for the same request sent to a fallback model: its own id (so
+        its own reservation and ledger entry), the same key, body and start time."""
+        return RequestContext(
+            endpoint=self.endpoint,
+            body={**self.body, "model": model},
+            stream=self.stream,
+            client_wants_usage=self.client_wants_usage,
+            max_output_tokens=self.max_output_tokens,
+            client_continuous_usage=self.client_continuous_usage,
+            body_bytes=self.body_bytes,
+            choices=self.choices,
+            request_id=f"{self.request_id.split('.')[0]}.{attempt}",
+            started=self.started,
+            key=self.key,
+            model=model,
+        )
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
 

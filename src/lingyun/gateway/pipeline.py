@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -26,10 +26,12 @@ from lingyun.api.openai.protocol import (
     EmbeddingRequest,
     parse_request,
 )
+from lingyun.config import DeploymentConfig
 from lingyun.errors import ClientDisconnectedError, LingyunError, RequestTooLargeError
 from lingyun.gateway.admit import Admission
 from lingyun.gateway.authenticate import Authenticator
 from lingyun.gateway.context import RequestContext
+from lingyun.gateway.failover import RetryBudget, falls_back
 from lingyun.gateway.queue import CapacityQueue
 from lingyun.gateway.relay import Relay, ReplicaUnreachableError, Upstream, record_error
 from lingyun.gateway.resolve import ModelCatalog
@@ -45,6 +47,15 @@ T = TypeVar("T")
 
 class ReplicaSource(Protocol):
     def replicas(self, deployment: str) -> Sequence[Replica]: ...
+
+
+@runtime_checkable
+class Activator(Protocol):
+    """A replica source that can start a replica on demand (scale from zero)."""
+
+    def replicas(self, deployment: str) -> Sequence[Replica]: ...
+
+    async def activate(self, deployment: str, timeout_s: float) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,11 @@ class Gateway:
         settler: Settler,
         replicas: ReplicaSource,
         max_body_bytes: int,
+        retry_budget: RetryBudget | None = None,
+        activation_timeout_s: float = 60.0,
     ) -> None:
+        self.retry_budget = retry_budget or RetryBudget()
+        self.activation_timeout_s = activation_timeout_s
         self.authenticator = authenticator
         self.catalog = catalog
         self.admission = admission
@@ -89,10 +104,35 @@ class Gateway:
         ctx = _context(endpoint, parsed, len(raw))
         ctx.key = key
         ctx.model = ctx.body["model"]
+        chain: list[str] = []  # the first model's fallbacks, in order
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(request, ctx)
+            except LingyunError as err:
+                dep = ctx.deployment
+                if attempt == 0 and dep is not None:
+                    chain = list(dep.fallbacks)
+                if dep is None or attempt >= len(chain) or not falls_back(err, ctx):
+                    raise
+                if not self.retry_budget.withdraw(dep.name):
+                    logger.warning("retry budget of %s spent: no fallback", dep.name)
+                    raise
+                nxt = chain[attempt]
+                attempt += 1
+                logger.info(
+                    "%s: %s failed (%s); trying %s", ctx.request_id, dep.name, err.code, nxt
+                )
+                ctx = ctx.retarget(nxt, attempt)
+
+    async def _attempt(self, request: Request, ctx: RequestContext) -> Response:
+        """One model: resolve, admit, queue, route, relay; settled however it ends."""
+        assert ctx.key is not None
         finish = _Finisher(self, ctx)
         handed_off = False
         try:
-            ctx.deployment = self.catalog.resolve(key, ctx.model)
+            ctx.deployment = self.catalog.resolve(ctx.key, ctx.model)
+            self.retry_budget.deposit(ctx.deployment.name)
             await self.admission.admit(ctx)
             finish.admitted = True
             await self.queue.acquire(ctx)
@@ -125,14 +165,15 @@ class Gateway:
         call: Callable[[RequestContext], Awaitable[T]],
     ) -> T:
         """Route and call; a connection refused before any byte is retried elsewhere."""
-        assert ctx.deployment is not None
+        dep = ctx.deployment
+        assert dep is not None
         tried: set[str] = set()
         while True:
             candidates = [
-                r
-                for r in self.replica_source.replicas(ctx.deployment.name)
-                if r.replica_id not in tried
+                r for r in self.replica_source.replicas(dep.name) if r.replica_id not in tried
             ]
+            if not tried and not any(r.healthy for r in candidates):
+                candidates = await self._activate(dep, candidates)
             replica = self.router.pick(ctx.model, candidates)
             finish.take_replica(replica)
             try:
@@ -143,6 +184,16 @@ class Gateway:
                 if len(tried) >= MAX_CONNECT_ATTEMPTS:
                     raise
                 logger.warning("replica %s unreachable; retrying elsewhere", replica.replica_id)
+
+    async def _activate(self, dep: DeploymentConfig, candidates: list[Replica]) -> list[Replica]:
+        """A deployment scaled to zero (or still starting): hold the request while a replica
+        starts, up to the activation timeout; the router then answers 503 if none came."""
+        source = self.replica_source
+        if not isinstance(source, Activator):
+            return candidates
+        if await source.activate(dep.name, self.activation_timeout_s):
+            return list(source.replicas(dep.name))
+        return candidates
 
 
 class _Finisher:

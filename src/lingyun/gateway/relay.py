@@ -124,17 +124,22 @@ class Relay:
         """Status and whole body of a non-streaming call."""
         url, body, headers = self._request(ctx)
         try:
-            async with self.session.post(url, data=body, headers=headers) as resp:
-                return resp.status, await resp.read()
+            resp = await self.session.post(url, data=body, headers=headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _translate(exc, before_answer=True) from exc
+        try:
+            return resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _translate(exc) from exc
+        finally:
+            resp.release()
 
     async def _open(self, ctx: RequestContext) -> aiohttp.ClientResponse:
         url, body, headers = self._request(ctx)
         try:
             return await self.session.post(url, data=body, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _translate(exc) from exc
+            raise _translate(exc, before_answer=True) from exc
 
     async def unary(self, ctx: RequestContext) -> bytes:
         """A non-streaming call: the engine's JSON with our model name, or an error."""
@@ -326,12 +331,18 @@ async def _drain(resp: aiohttp.ClientResponse) -> None:
                 pass
 
 
-def _translate(exc: aiohttp.ClientError | TimeoutError) -> LingyunError:
-    """aiohttp's exceptions, mapped at our edge: only a refused connection is retryable."""
+def _translate(
+    exc: aiohttp.ClientError | TimeoutError, before_answer: bool = False
+) -> LingyunError:
+    """aiohttp's exceptions, mapped at our edge. Retryable on another replica: a refused
+    connection, and a connection dropped before the replica answered at all (it died, or
+    closed a pooled connection) — nothing of the answer can have reached the client."""
     if isinstance(exc, TimeoutError):  # aiohttp's socket timeouts are TimeoutErrors too
         return UpstreamTimeoutError("The model backend did not answer in time.")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return ReplicaUnreachableError(f"Could not connect to the model backend: {exc}")
+    if before_answer and isinstance(exc, aiohttp.ClientConnectionError):  # reset, EOF, …
+        return ReplicaUnreachableError("The model backend closed the connection before answering.")
     return UpstreamError(f"The model backend failed: {type(exc).__name__}")
 
 

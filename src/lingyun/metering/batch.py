@@ -3,16 +3,22 @@
 Settling first frees reserved money for the reservations in the same batch. Decisions are
 made on rows read under lock (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite transactions
 begin IMMEDIATE), so several gateways sharing one database never overspend a balance.
+
+A batch costs a fixed handful of statements however many requests it carries: rows go in
+with one executemany each, and budgets and free quotas are only read for the tenants and
+projects that have any (``BillingScopes``, refreshed every second).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +28,40 @@ from lingyun.metering.money import ZERO
 from lingyun.store.ledger import Account, Budget, BudgetPeriod, FreeQuota, LedgerEntry, Reservation
 from lingyun.store.models import utcnow
 
+# Core statements (on the tables, not the ORM classes): executemany, no identity-map work.
+_ACCOUNTS_TABLE = cast(Table, Account.__table__)
+_ACCOUNTS = _ACCOUNTS_TABLE.c
+_ACCOUNT_DELTA = (
+    update(_ACCOUNTS_TABLE)
+    .where(_ACCOUNTS.tenant_id == bindparam("t"))
+    .values(
+        balance=_ACCOUNTS.balance - bindparam("charge"),
+        reserved=_ACCOUNTS.reserved + bindparam("held"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
+@dataclass
+class BillingScopes:
+    """Which tenants have account rows, and which tenants/projects have budgets or quotas."""
+
+    accounts: set[str] = field(default_factory=set)
+    budgets: set[tuple[str, str]] = field(default_factory=set)
+    quota_tenants: set[str] = field(default_factory=set)
+
+    async def load(self, session: AsyncSession) -> None:
+        self.budgets = {
+            (s, i) for s, i in (await session.execute(select(Budget.scope, Budget.scope_id)))
+        }
+        self.quota_tenants = set(
+            await session.scalars(
+                select(FreeQuota.tenant_id)
+                .where(or_(FreeQuota.expires_at.is_(None), FreeQuota.expires_at > utcnow()))
+                .distinct()
+            )
+        )
+
 
 def _insert(session: AsyncSession, table: Any) -> Any:
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
@@ -29,6 +69,7 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 
 
 async def ensure_accounts(session: AsyncSession, tenant_ids: Iterable[str]) -> dict[str, Account]:
+    """Account rows for these tenants, created if missing, locked for this transaction."""
     ids = sorted(set(tenant_ids))
     if not ids:
         return {}
@@ -42,98 +83,128 @@ async def ensure_accounts(session: AsyncSession, tenant_ids: Iterable[str]) -> d
     return {a.tenant_id: a for a in rows}
 
 
+@dataclass
+class _Funds:
+    balance: Decimal
+    reserved: Decimal
+    free_only: bool
+    held: Decimal = ZERO  # reserved by this batch
+
+
+async def _funds(
+    session: AsyncSession, tenants: set[str], scopes: BillingScopes
+) -> dict[str, _Funds]:
+    missing = tenants - scopes.accounts
+    if missing:
+        await session.execute(
+            _insert(session, Account).on_conflict_do_nothing(index_elements=["tenant_id"]),
+            [{"tenant_id": t, "balance": ZERO, "reserved": ZERO} for t in sorted(missing)],
+        )
+        scopes.accounts |= missing
+    rows = await session.execute(
+        select(Account.tenant_id, Account.balance, Account.reserved, Account.free_only)
+        .where(Account.tenant_id.in_(sorted(tenants)))
+        .with_for_update()
+    )
+    return {t: _Funds(b, r, f) for t, b, r, f in rows}
+
+
 async def _periods(
     session: AsyncSession, scopes: set[tuple[str, str]], period: str
-) -> dict[tuple[str, str], tuple[Budget, BudgetPeriod]]:
-    """Budgets that apply to these (scope, id) pairs, with this period's row, locked."""
+) -> dict[tuple[str, str], tuple[Decimal, BudgetPeriod]]:
+    """(limit, this period's row, locked) for each of these scopes that has a budget."""
     if not scopes:
         return {}
     conds = [(Budget.scope == sc) & (Budget.scope_id == sid) for sc, sid in scopes]
-    budgets = list((await session.scalars(select(Budget).where(or_(*conds)))).all())
-    if not budgets:
+    found = await session.execute(
+        select(Budget.scope, Budget.scope_id, Budget.monthly_limit).where(or_(*conds))
+    )
+    limits = {(s, i): lim for s, i, lim in found}
+    if not limits:
         return {}
     await session.execute(
         _insert(session, BudgetPeriod).on_conflict_do_nothing(
             index_elements=["scope", "scope_id", "period"]
         ),
-        [{"scope": b.scope, "scope_id": b.scope_id, "period": period} for b in budgets],
+        [{"scope": s, "scope_id": i, "period": period} for s, i in limits],
     )
     rows = await session.scalars(
         select(BudgetPeriod)
         .where(
-            or_(
-                *[
-                    (BudgetPeriod.scope == b.scope) & (BudgetPeriod.scope_id == b.scope_id)
-                    for b in budgets
-                ]
-            ),
+            or_(*[(BudgetPeriod.scope == s) & (BudgetPeriod.scope_id == i) for s, i in limits]),
             BudgetPeriod.period == period,
         )
         .with_for_update()
     )
-    by_key = {(p.scope, p.scope_id): p for p in rows}
-    return {(b.scope, b.scope_id): (b, by_key[(b.scope, b.scope_id)]) for b in budgets}
+    return {(p.scope, p.scope_id): (limits[(p.scope, p.scope_id)], p) for p in rows}
 
 
 async def apply_reserves(
-    session: AsyncSession, holds: Sequence[Hold], owner: str
+    session: AsyncSession, holds: Sequence[Hold], owner: str, scopes: BillingScopes | None = None
 ) -> list[Exception | None]:
     """Admit or refuse each hold in order; admitted ones become durable reservations."""
-    accounts = await ensure_accounts(session, (h.tenant_id for h in holds))
-    outcomes: list[Exception | None] = []
-    by_period: dict[str, list[Hold]] = defaultdict(list)
-    for h in holds:
-        by_period[h.period].append(h)
-    budget_rows: dict[tuple[str, str], tuple[Budget, BudgetPeriod]] = {}
-    for period, group in by_period.items():
-        scopes = {("tenant", h.tenant_id) for h in group} | {
-            ("project", h.project_id) for h in group
-        }
-        budget_rows.update(await _periods(session, scopes, period))
-    now = utcnow()
-    quotas = list(
-        (
+    if scopes is None:
+        scopes = BillingScopes()
+        await scopes.load(session)
+    funds = await _funds(session, {h.tenant_id for h in holds}, scopes)
+    budgets: dict[tuple[str, str], tuple[Decimal, BudgetPeriod]] = {}
+    for period in {h.period for h in holds}:
+        wanted = {("tenant", h.tenant_id) for h in holds if h.period == period}
+        wanted |= {("project", h.project_id) for h in holds if h.period == period}
+        budgets.update(await _periods(session, wanted & scopes.budgets, period))
+    quota_tenants = {h.tenant_id for h in holds} & scopes.quota_tenants
+    quotas: list[FreeQuota] = []
+    if quota_tenants:
+        quotas = list(
             await session.scalars(
                 select(FreeQuota)
                 .where(
-                    FreeQuota.tenant_id.in_({h.tenant_id for h in holds}),
-                    or_(FreeQuota.expires_at.is_(None), FreeQuota.expires_at > now),
+                    FreeQuota.tenant_id.in_(sorted(quota_tenants)),
+                    or_(FreeQuota.expires_at.is_(None), FreeQuota.expires_at > utcnow()),
                 )
                 .order_by(FreeQuota.expires_at)
                 .with_for_update()
             )
-        ).all()
-    )
-    for hold in holds:
-        outcomes.append(_decide(hold, accounts[hold.tenant_id], budget_rows, quotas))
+        )
+    outcomes = [_decide(h, funds[h.tenant_id], budgets, quotas) for h in holds]
     admitted = [h for h, o in zip(holds, outcomes, strict=True) if o is None]
     if admitted:
-        session.add_all(
-            Reservation(
-                request_id=h.request_id,
-                tenant_id=h.tenant_id,
-                project_id=h.project_id,
-                key_id=h.key_id,
-                model=h.model,
-                period=h.period,
-                amount=h.amount,
-                free_tokens=h.free_tokens,
-                quota_id=h.quota_id,
-                prices=h.prices.to_json(),
-                prompt_tokens=h.prompt_estimate,
-                completion_tokens=0,
-                owner=owner,
-                state="open",
-            )
-            for h in admitted
+        await session.execute(
+            _insert(session, Reservation),
+            [
+                {
+                    "request_id": h.request_id,
+                    "created_at": utcnow(),
+                    "tenant_id": h.tenant_id,
+                    "project_id": h.project_id,
+                    "key_id": h.key_id,
+                    "model": h.model,
+                    "period": h.period,
+                    "amount": h.amount,
+                    "free_tokens": h.free_tokens,
+                    "quota_id": h.quota_id,
+                    "prices": {**h.prices.to_json(), "budgets": h.budgets},
+                    "prompt_tokens": h.prompt_estimate,
+                    "completion_tokens": 0,
+                    "owner": owner,
+                    "state": "open",
+                }
+                for h in admitted
+            ],
         )
+        now = utcnow()
+        held = [
+            {"t": t, "charge": ZERO, "held": f.held, "now": now} for t, f in funds.items() if f.held
+        ]
+        if held:
+            await session.execute(_ACCOUNT_DELTA, held)
     return outcomes
 
 
 def _decide(
     hold: Hold,
-    account: Account,
-    budgets: dict[tuple[str, str], tuple[Budget, BudgetPeriod]],
+    funds: _Funds,
+    budgets: dict[tuple[str, str], tuple[Decimal, BudgetPeriod]],
     quotas: list[FreeQuota],
 ) -> Exception | None:
     worst = hold.prompt_upper + hold.output_upper
@@ -149,33 +220,35 @@ def _decide(
     amount = hold.prices.cost(
         hold.prompt_upper - free_prompt, 0, hold.output_upper - (free - free_prompt)
     )
-    if amount > 0 and account.free_only:
+    if amount > 0 and funds.free_only:
         return InsufficientQuotaError(
             "Your free quota for this model is used up and this tenant is limited to free "
             "quota. Ask an administrator to top up or lift the free-only setting."
         )
-    if amount > 0 and account.balance - account.reserved < amount:
+    available = funds.balance - funds.reserved - funds.held
+    if amount > 0 and available < amount:
         return InsufficientQuotaError(
             "You exceeded your current quota: the tenant's prepaid balance "
-            f"({account.balance - account.reserved:.6f} {hold.prices.currency} available) does "
-            "not cover this request's maximum cost. Top up, or lower max_tokens."
+            f"({available:.6f} {hold.prices.currency} available) does not cover this "
+            "request's maximum cost. Top up, or lower max_tokens."
         )
     applying = [
         budgets[k]
         for k in (("tenant", hold.tenant_id), ("project", hold.project_id))
         if k in budgets
     ]
-    for budget, spent in applying:
-        if amount > 0 and spent.spent + spent.reserved + amount > budget.monthly_limit:
+    for limit, spent in applying:
+        if amount > 0 and spent.spent + spent.reserved + amount > limit:
             return InsufficientQuotaError(
-                f"You exceeded your current quota: the {budget.scope}'s monthly budget of "
-                f"{budget.monthly_limit} for {spent.period} is used up."
+                f"You exceeded your current quota: the {spent.scope}'s monthly budget of "
+                f"{limit} for {spent.period} is used up."
             )
     hold.amount, hold.free_tokens = amount, free
     hold.quota_id = quota.id if quota is not None and free else None
-    account.reserved += amount
+    hold.budgets = [(spent.scope, spent.scope_id) for _, spent in applying]
+    funds.held += amount
     for _, spent in applying:
-        spent.reserved += amount
+        spent.reserved += amount  # an ORM row: flushed with the transaction
     if quota is not None and free:
         quota.reserved_tokens += free
     return None
@@ -183,84 +256,90 @@ def _decide(
 
 async def apply_settles(session: AsyncSession, settlements: Sequence[Settlement]) -> int:
     """Settle (or release) each open reservation once; returns how many it settled."""
-    ids = [s.hold.request_id for s in settlements]
-    opened = set(
-        (
-            await session.scalars(
-                update(Reservation)
-                .where(Reservation.request_id.in_(ids), Reservation.state == "open")
-                .values(state="settling")
-                .returning(Reservation.request_id)
-            )
-        ).all()
-    )
-    todo: list[Settlement] = []
+    todo: dict[str, Settlement] = {}
     for s in settlements:  # the first settlement of a request wins, even within one batch
-        if s.hold.request_id in opened:
-            opened.discard(s.hold.request_id)
-            todo.append(s)
-    if not todo:
+        todo.setdefault(s.hold.request_id, s)
+    done: list[Settlement] = []
+    for state, reached in (("settled", True), ("released", False)):
+        ids = [rid for rid, s in todo.items() if s.reached_engine is reached]
+        if ids:
+            won = set(
+                await session.scalars(
+                    update(Reservation)
+                    .where(Reservation.request_id.in_(ids), Reservation.state == "open")
+                    .values(state=state)
+                    .returning(Reservation.request_id)
+                )
+            )
+            done += [todo[rid] for rid in ids if rid in won]
+    if not done:
         return 0
-    accounts = await ensure_accounts(session, (s.hold.tenant_id for s in todo))
+    now = utcnow()
     rows: list[dict[str, Any]] = []
-    quota_use: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
-    budget_moves: dict[tuple[str, str, str], tuple[Decimal, Decimal]] = defaultdict(
+    per_tenant: dict[str, tuple[Decimal, Decimal]] = defaultdict(lambda: (ZERO, ZERO))
+    per_budget: dict[tuple[str, str, str], tuple[Decimal, Decimal]] = defaultdict(
         lambda: (ZERO, ZERO)
     )
-    for s in todo:
+    per_quota: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for s in done:
         h = s.hold
         charge = s.charge() if s.reached_engine else ZERO
-        free, _, _ = s.split_free() if s.reached_engine else (0, 0, 0)
-        account = accounts[h.tenant_id]
-        account.reserved -= h.amount
-        account.balance -= charge
-        account.updated_at = utcnow()
-        for scope, sid in (("tenant", h.tenant_id), ("project", h.project_id)):
-            c, r = budget_moves[(scope, sid, h.period)]
-            budget_moves[(scope, sid, h.period)] = (c + charge, r + h.amount)
+        free = s.split_free()[0] if s.reached_engine else 0
+        c, r = per_tenant[h.tenant_id]
+        per_tenant[h.tenant_id] = (c + charge, r + h.amount)
+        for scope, scope_id in h.budgets:
+            key = (scope, scope_id, h.period)
+            bc, br = per_budget[key]
+            per_budget[key] = (bc + charge, br + h.amount)
         if h.quota_id is not None:
-            used, reserved = quota_use[h.quota_id]
-            quota_use[h.quota_id] = (used + free, reserved + h.free_tokens)
+            used, held = per_quota[h.quota_id]
+            per_quota[h.quota_id] = (used + free, held + h.free_tokens)
         if s.reached_engine:
-            rows.append(_ledger_row(s, charge, free))
+            rows.append(_ledger_row(s, charge, free, now))
     if rows:
         await session.execute(
             _insert(session, LedgerEntry).on_conflict_do_nothing(index_elements=["entry_key"]),
             rows,
         )
-    for (scope, sid, period), (charged, unheld) in budget_moves.items():
-        await session.execute(
-            update(BudgetPeriod)
-            .where(
-                BudgetPeriod.scope == scope,
-                BudgetPeriod.scope_id == sid,
-                BudgetPeriod.period == period,
-            )
-            .values(spent=BudgetPeriod.spent + charged, reserved=BudgetPeriod.reserved - unheld)
-        )
-    for quota_id, (used, unreserved) in quota_use.items():
+    await session.execute(
+        _ACCOUNT_DELTA,
+        [{"t": t, "charge": c, "held": -r, "now": now} for t, (c, r) in per_tenant.items()],
+    )
+    await _settle_budgets(session, per_budget)
+    for quota_id, (used, unheld) in per_quota.items():
         await session.execute(
             update(FreeQuota)
             .where(FreeQuota.id == quota_id)
             .values(
                 used_tokens=FreeQuota.used_tokens + used,
-                reserved_tokens=FreeQuota.reserved_tokens - unreserved,
+                reserved_tokens=FreeQuota.reserved_tokens - unheld,
             )
         )
-    settled = [s.hold.request_id for s in todo if s.reached_engine]
-    released = [s.hold.request_id for s in todo if not s.reached_engine]
-    for state, req_ids in (("settled", settled), ("released", released)):
-        if req_ids:
-            await session.execute(
-                update(Reservation).where(Reservation.request_id.in_(req_ids)).values(state=state)
-            )
-    return len(settled)
+    return sum(1 for s in done if s.reached_engine)
 
 
-def _ledger_row(s: Settlement, charge: Decimal, free: int) -> dict[str, Any]:
+async def _settle_budgets(
+    session: AsyncSession, moves: dict[tuple[str, str, str], tuple[Decimal, Decimal]]
+) -> None:
+    """Move charges from reserved to spent in the periods the holds reserved against."""
+    table = cast(Table, BudgetPeriod.__table__)
+    c = table.c
+    stmt = (
+        update(table)
+        .where(c.scope == bindparam("s"), c.scope_id == bindparam("i"), c.period == bindparam("p"))
+        .values(spent=c.spent + bindparam("charge"), reserved=c.reserved - bindparam("unheld"))
+    )
+    params = [
+        {"s": s, "i": i, "p": p, "charge": c, "unheld": r} for (s, i, p), (c, r) in moves.items()
+    ]
+    if params:
+        await session.execute(stmt, params)
+
+
+def _ledger_row(s: Settlement, charge: Decimal, free: int, now: datetime) -> dict[str, Any]:
     h, p = s.hold, s.hold.prices
     return {
-        "entry_key": h.request_id, "kind": "usage", "created_at": utcnow(),
+        "entry_key": h.request_id, "kind": "usage", "created_at": now,
         "tenant_id": h.tenant_id, "project_id": h.project_id, "key_id": h.key_id,
         "model": h.model, "prompt_tokens": s.prompt_tokens, "cached_tokens": s.cached_tokens,
         "completion_tokens": s.completion_tokens, "free_tokens": free, "currency": p.currency,

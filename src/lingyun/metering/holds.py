@@ -35,6 +35,8 @@ class Hold:
     amount: Decimal = ZERO
     free_tokens: int = 0
     quota_id: int | None = None
+    # The (scope, id) budgets this hold reserved against, settled against the same ones.
+    budgets: list[tuple[str, str]] = field(default_factory=list)
     decided: asyncio.Future[None] | None = field(default=None, repr=False)
 
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from lingyun.errors import ServiceUnavailableError
-from lingyun.metering.batch import apply_reserves, apply_settles
+from lingyun.metering.batch import BillingScopes, apply_reserves, apply_settles
 from lingyun.metering.holds import Hold, Settlement
 from lingyun.metering.reconcile import open_reservations_of, renew_lease
 from lingyun.store.db import Database
@@ -51,6 +51,8 @@ class Journal:
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        # Who has budgets and quotas, so batches skip those reads for everyone else.
+        self.scopes = BillingScopes()
 
     # --- the request path -------------------------------------------------------------
 
@@ -77,6 +79,7 @@ class Journal:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._load_scopes()
         await renew_lease(self.db, self.owner)
         await self.reconcile(owners=[self.owner])  # our previous life's orphans
         self._tasks = [
@@ -116,7 +119,9 @@ class Journal:
             async with self.db.session() as s, s.begin():
                 if settles:
                     await apply_settles(s, settles)
-                outcomes = await apply_reserves(s, reserves, self.owner) if reserves else []
+                outcomes = (
+                    await apply_reserves(s, reserves, self.owner, self.scopes) if reserves else []
+                )
         except Exception:
             logger.exception(
                 "metering commit failed (%d reserves, %d settles)", len(reserves), len(settles)
@@ -139,6 +144,7 @@ class Journal:
         while True:
             await asyncio.sleep(self.checkpoint_s)
             try:
+                await self._load_scopes()
                 await self._checkpoint()
                 beats += 1
                 if beats * self.checkpoint_s >= self.lease_s / 3:
@@ -147,6 +153,10 @@ class Journal:
                     await self.reconcile(owners=await self._dead_owners())
             except Exception:
                 logger.exception("metering housekeeping failed; retrying")
+
+    async def _load_scopes(self) -> None:
+        async with self.db.session() as s:
+            await self.scopes.load(s)
 
     async def _checkpoint(self) -> None:
         if not self._live:

@@ -34,6 +34,7 @@ async def open_reservations_of(db: Database, owners: list[str]) -> list[Settleme
             prices=UnitPrices.from_json(r.prices), prompt_upper=0, output_upper=0,
             prompt_estimate=r.prompt_tokens, amount=r.amount, free_tokens=r.free_tokens,
             quota_id=r.quota_id,
+            budgets=[(str(s), str(i)) for s, i in r.prices.get("budgets", [])],
         )  # fmt: skip
         out.append(Settlement(hold, r.prompt_tokens, 0, r.completion_tokens, 0, "reconciled"))
     return out

@@ -1,7 +1,8 @@
 """``LocalSupervisor``: replicas as child processes of the gateway, on this machine.
 
-Per process-engine deployment, ``replicas`` runners each keep one child alive: pick a free
-127.0.0.1 port, ask the engine for a ``ProcessSpec``, spawn it with output to
+Per process-engine deployment, runners (as many as the autoscaler of ``serving/pool.py``
+asks for) each keep one child alive: pick a free 127.0.0.1 port, ask the engine for a
+``ProcessSpec``, spawn it with output to
 ``<data_dir>/logs/<deployment>-<n>.log``, probe ``health_path`` until 200 (then the replica is
 routable), and await the process: the moment it exits the replica is unroutable, and it is
 restarted after an exponential backoff on the same ``Replica`` object with a new port.
@@ -18,17 +19,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING
 
 import httpx
 
 from lingyun.serving import process
+from lingyun.serving.autoscale import ScalingTimings
 from lingyun.serving.health import HealthPolicy, probe, probe_client
+from lingyun.serving.pool import PooledSupervisor, Runner
 from lingyun.serving.ports import PortAllocator
 from lingyun.serving.replica import Replica
-from lingyun.serving.supervisor import DeploymentStatus, ReplicaState, ReplicaStatus
+from lingyun.serving.supervisor import ReplicaState, ReplicaStatus
 
 if TYPE_CHECKING:
     from lingyun.config import DeploymentConfig
@@ -37,14 +40,6 @@ if TYPE_CHECKING:
     Engine = ProcessEngine | UpstreamEngine
 
 logger = logging.getLogger(__name__)
-
-
-def _is_process_engine(engine: object) -> TypeGuard[ProcessEngine]:
-    return callable(getattr(engine, "process", None))
-
-
-def _is_upstream_engine(engine: object) -> TypeGuard[UpstreamEngine]:
-    return callable(getattr(engine, "upstream", None))
 
 
 def _file_name(name: str) -> str:
@@ -75,6 +70,8 @@ class _Runner:
         self._proc: asyncio.subprocess.Process | None = None
         self._healthy_since: float | None = None
         self._stopping = False
+        # Set by the pool on scale-down: out of routing for good, whatever probes say.
+        self.draining = False
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=self.replica.replica_id
         )
@@ -110,6 +107,7 @@ class _Runner:
         self.state = ReplicaState.STOPPED
 
     def _set_healthy(self, healthy: bool) -> None:
+        healthy = healthy and not self.draining
         if healthy and not self.replica.healthy:
             logger.info(
                 "replica %s is healthy at %s", self.replica.replica_id, self.replica.base_url
@@ -223,44 +221,11 @@ class _Runner:
                 self._set_healthy(False)
 
 
-class _Deployment:
-    def __init__(self, dep: DeploymentConfig) -> None:
-        self.dep = dep
-        self.runners: list[_Runner] = []
-        self.upstream: Replica | None = None
-        self.error: str | None = None
-
-    def replicas(self) -> tuple[Replica, ...]:
-        if self.upstream is not None:
-            return (self.upstream,)
-        return tuple(r.replica for r in self.runners)
-
-    def status(self) -> DeploymentStatus:
-        if self.upstream is not None:
-            up = self.upstream
-            replicas: tuple[ReplicaStatus, ...] = (
-                ReplicaStatus(
-                    replica_id=up.replica_id,
-                    state=ReplicaState.HEALTHY if up.healthy else ReplicaState.UNHEALTHY,
-                    healthy=up.healthy,
-                    base_url=up.base_url,
-                ),
-            )
-        else:
-            replicas = tuple(r.status() for r in self.runners)
-        return DeploymentStatus(self.dep.name, self.dep.engine, replicas, self.error)
-
-    async def stop(self) -> None:
-        await asyncio.gather(*(r.stop() for r in self.runners))
-        if self.upstream is not None:
-            self.upstream.healthy = False
-
-
-class LocalSupervisor:
+class LocalSupervisor(PooledSupervisor):
     """Runs deployments' replicas as child processes; see the module docstring.
 
     ``engines`` defaults to ``lingyun.engines.registry.ENGINES`` (tests inject fakes);
-    ``policy`` holds probe and restart timings.
+    ``policy`` holds probe and restart timings, ``scaling`` the autoscaler's.
     """
 
     def __init__(
@@ -269,16 +234,15 @@ class LocalSupervisor:
         *,
         engines: Mapping[str, Engine] | None = None,
         policy: HealthPolicy | None = None,
+        scaling: ScalingTimings | None = None,
         host: str = "127.0.0.1",
     ) -> None:
+        super().__init__(engines=engines, scaling=scaling)
         self.data_dir = Path(data_dir)
         self.policy = policy or HealthPolicy()
         self.host = host
         self.ports = PortAllocator(host)
-        self._engines = engines
-        self._deployments: dict[str, _Deployment] = {}
         self._client: httpx.AsyncClient | None = None
-        self._lock = asyncio.Lock()
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -286,93 +250,13 @@ class LocalSupervisor:
             raise RuntimeError("LocalSupervisor is not started")
         return self._client
 
-    def _engine(self, name: str) -> Engine | None:
-        if self._engines is None:
-            from lingyun.engines.registry import ENGINES
+    async def _open(self) -> None:
+        self._client = probe_client()
 
-            self._engines = ENGINES
-        return self._engines.get(name)
+    async def _close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
-    async def start(self, deployments: Sequence[DeploymentConfig]) -> None:
-        if self._client is None:
-            self._client = probe_client()
-        await self.apply(deployments)
-
-    async def apply(self, deployments: Sequence[DeploymentConfig]) -> None:
-        desired: dict[str, DeploymentConfig] = {}
-        for dep in deployments:
-            if dep.name in desired:
-                raise ValueError(f"deployment name {dep.name!r} is declared twice")
-            desired[dep.name] = dep
-        async with self._lock:
-            if self._client is None:
-                raise RuntimeError("call start() before apply()")
-            stale = [
-                name
-                for name, current in self._deployments.items()
-                if name not in desired or current.dep != desired[name]
-            ]
-            await asyncio.gather(*(self._remove(name) for name in stale))
-            for name, dep in desired.items():
-                if name not in self._deployments:
-                    self._deployments[name] = self._add(dep)
-
-    async def stop(self) -> None:
-        async with self._lock:
-            await asyncio.gather(*(self._remove(name) for name in list(self._deployments)))
-            if self._client is not None:
-                await self._client.aclose()
-                self._client = None
-
-    def replicas(self, name: str) -> Sequence[Replica]:
-        deployment = self._deployments.get(name)
-        return deployment.replicas() if deployment is not None else ()
-
-    def status(self) -> list[DeploymentStatus]:
-        return [d.status() for d in self._deployments.values()]
-
-    async def wait_ready(self, name: str, timeout_s: float, min_healthy: int = 1) -> bool:
-        """Wait until ``name`` has ``min_healthy`` healthy replicas; False on timeout.
-        For the CLI (``serve --wait``) and tests; the gateway never needs to wait."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while sum(1 for r in self.replicas(name) if r.healthy) < min_healthy:
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
-
-    def _add(self, dep: DeploymentConfig) -> _Deployment:
-        deployment = _Deployment(dep)
-        engine = self._engine(dep.engine)
-        if engine is not None and _is_process_engine(engine):
-            deployment.runners = [_Runner(self, dep, engine, n) for n in range(dep.replicas)]
-            logger.info("deployment %s: starting %s replica(s)", dep.name, dep.replicas)
-        elif engine is not None and _is_upstream_engine(engine):
-            try:
-                spec = engine.upstream(dep)
-            except ValueError as exc:
-                # E.g. the API key variable is unset: serve everything else, 503 this one.
-                deployment.error = str(exc)
-                logger.error("deployment %s has no replica: %s", dep.name, exc)
-                return deployment
-            deployment.upstream = Replica(
-                deployment=dep.name,
-                replica_id=f"{dep.name}-upstream",
-                base_url=spec.base_url,
-                model_id=spec.model_id,
-                headers=dict(spec.headers),
-                dialect=spec.dialect,
-                healthy=True,
-                max_inflight=dep.max_inflight,
-            )
-            logger.info("deployment %s: upstream %s", dep.name, spec.base_url)
-        else:
-            deployment.error = f"unknown engine {dep.engine!r}"
-            logger.error("deployment %s has no replica: %s", dep.name, deployment.error)
-        return deployment
-
-    async def _remove(self, name: str) -> None:
-        deployment = self._deployments.pop(name)
-        await deployment.stop()
-        logger.info("deployment %s stopped", name)
+    def _new_runner(self, dep: DeploymentConfig, engine: ProcessEngine, n: int) -> Runner:
+        return _Runner(self, dep, engine, n)

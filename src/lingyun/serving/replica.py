@@ -2,12 +2,16 @@
 
 Supervisors create replicas and flip ``healthy``; the router reads ``healthy`` and
 ``inflight``; the relay increments ``inflight`` around each request. All on one event loop,
-so plain attributes are enough.
+so plain attributes are enough. Every change of ``inflight`` stamps ``last_used``
+(monotonic seconds): the autoscaler's idle clock, which must see even requests that start and
+end between two of its ticks.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from lingyun.engines.dialect import OPENAI_DIALECT, Dialect
 
@@ -26,3 +30,9 @@ class Replica:
     inflight: int = 0
     # Per-replica capacity for the admission issue; None means unbounded.
     max_inflight: int | None = None
+    last_used: float = 0.0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "inflight":
+            object.__setattr__(self, "last_used", time.monotonic())
+        object.__setattr__(self, name, value)

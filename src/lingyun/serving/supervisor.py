@@ -3,13 +3,15 @@
 The gateway only needs ``replicas(name)``; it routes to those with ``healthy=True``. A
 supervisor owns every ``Replica`` it hands out and is the only writer of ``healthy``,
 ``base_url`` and ``model_id`` on them (the relay writes ``inflight``). Implementations:
-``LocalSupervisor`` (child processes on this machine, ``serving/local.py``) and, later, a Ray
-supervisor (actors on a cluster). Both are driven the same way::
+``LocalSupervisor`` (child processes on this machine, ``serving/local.py``) and
+``RaySupervisor`` (actors on a Ray cluster, ``serving/ray_supervisor.py``), both built on
+``serving/pool.py`` (runners sized by the autoscaler). Both are driven the same way::
 
     await sup.start(settings.deployments())   # server start-up (lifespan)
     await sup.apply(new_deployments)          # after `lingyun deploy` / admin API changes
     sup.replicas("qwen2.5-7b")                # per request, by the router
     sup.status()                              # /health, admin API, CLI
+    await sup.activate("qwen2.5-7b", 30.0)    # activator: scale up from zero, wait for one
     await sup.stop()                          # server shutdown (SIGTERM/SIGINT)
 
 Replica states and who moves them (all moves by the supervisor)::
@@ -57,6 +59,8 @@ class ReplicaStatus:
     last_exit_code: int | None = None
     last_error: str | None = None
     log_path: str | None = None
+    # The Ray node the replica runs on (``RaySupervisor``); None for local replicas.
+    node_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,4 +98,9 @@ class Supervisor(Protocol):
 
     def status(self) -> list[DeploymentStatus]:
         """A snapshot of every deployment, for /health and the admin API."""
+        ...
+
+    async def activate(self, name: str, timeout_s: float) -> bool:
+        """Called by the gateway when ``name`` has no healthy replica: scale it up if it is at
+        zero and wait until one replica is healthy; False after ``timeout_s`` (503 then)."""
         ...

@@ -341,7 +341,13 @@ def create_app(backend: Backend, served_model_name: str, usage_log: str | None =
         yield
         await backend.aclose()
 
-    app = FastAPI(title="Lingyun worker", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Lingyun worker",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},  # per-request env reads
+    )
     install_error_handlers(app)
 
     def route(handler: Callable[[Request], Awaitable[Response]]) -> Any:
