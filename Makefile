@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # llama.cpp is compiled from source: portable flags so the wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install run test lint typecheck bench bench-fairness clean
+.PHONY: install run test lint typecheck bench bench-fairness bench-metering clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ bench: install
 # Tenant fairness under VTC and FCFS, and B against B alone (~90 s on 2 cores).
 bench-fairness: install
 	$(PY) -m benchmarks.fairness
+
+# Requests/s through Lingyun with metering on and off, side by side (a few minutes).
+bench-metering: install
+	$(PY) -m benchmarks.metering $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .lingyun .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,11 @@
-"""A throwaway two-node Ray cluster on this machine, from the virtualenv's ``ray start``.
+"""A throwaway two-node Ray cluster on this machine, for the Ray tests.
 
-Two ``ray start --block`` processes, each in its own session: a head (custom resource
-``node_a``) and a worker node (``node_b``) joining it, both on 127.0.0.1 with a private
-``--temp-dir`` and never the default port (6379 is Redis's here). ``stop()`` ends them by
-their own process ids (SIGTERM: ``--block`` then stops every process it started), then
-SIGKILLs anything still naming our temp dir, so no Ray process outlives the tests; it never
-runs a machine-wide ``ray stop``, which would end other people's clusters.
+``ray_cluster_main.py`` runs it in a child process of its own session: a head (custom
+resource ``node_a``) and a second node (``node_b``), both on 127.0.0.1 with a private temp
+dir and never the default port (6379 is Redis's here). ``stop()`` ends it by its process id
+(SIGTERM: it shuts its cluster down), then SIGKILLs anything still naming our temp dir, so no
+Ray process outlives the tests; it never runs a machine-wide ``ray stop``, which would end
+other people's clusters.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import secrets
 import shutil
 import signal
-import socket
+import threading
 import subprocess
 import sys
 import time
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tests.support.server import free_port
 
-RAY = str(Path(sys.executable).with_name("ray"))
+MAIN = Path(__file__).with_name("ray_cluster_main.py")
 # Quiet and local: no token auth, no usage report, 127.0.0.1 as every node's address.
 RAY_ENV = {
     "RAY_AUTH_MODE": "disabled",
@@ -39,61 +39,43 @@ class RayCluster:
     port: int = field(default_factory=free_port)
     # Short: Ray puts unix sockets under it, and those paths are limited to 107 bytes.
     temp_dir: Path = field(default_factory=lambda: Path(f"/tmp/lyray-{secrets.token_hex(3)}"))
-    head: subprocess.Popen[bytes] | None = None
-    worker: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    proc: subprocess.Popen[str] | None = None
+    address: str = ""
+    head_raylet: int = 0
+    worker_raylet: int = 0
 
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, **RAY_ENV}
 
-    def _start(
-        self, args: list[str], log: str, env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
+    def start(self, timeout_s: float = 90.0) -> None:
         self.temp_dir.mkdir(parents=True, exist_ok=True)
-        with (self.temp_dir / log).open("ab") as out:
-            return subprocess.Popen(
-                [RAY, "start", "--block", "--node-ip-address", "127.0.0.1",
-                 "--disable-usage-stats", *args],
-                stdout=out, stderr=subprocess.STDOUT, env={**self.env, **(env or {})},
-                start_new_session=True,
-            )  # fmt: skip
-
-    def start(self, timeout_s: float = 60.0) -> None:
-        self.head = self._start(
-            ["--head", "--port", str(self.port), "--temp-dir", str(self.temp_dir),
-             "--num-cpus", "4", "--resources", json.dumps({"node_a": 1}),
-             "--include-dashboard", "false"],
-            "head.log",
+        log = (self.temp_dir / "cluster.log").open("a")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(MAIN), str(self.temp_dir), str(self.port)],
+            # RAY_TMPDIR: Ray's "current cluster" file goes there too, not /tmp/ray, so
+            # `ray.init("auto")` elsewhere on the machine never finds our cluster.
+            stdout=subprocess.PIPE, stderr=log, text=True,
+            env={**self.env, "RAY_TMPDIR": str(self.temp_dir)},
+            start_new_session=True,
         )  # fmt: skip
-        self._wait_port(timeout_s)
-        self.worker = self._start(
-            ["--address", self.address, "--num-cpus", "2",
-             "--resources", json.dumps({"node_b": 1})],
-            "worker.log",
-            # `ray start --address` refuses to join with the variable at 0 ("multi-node
-            # clusters are not supported"); the explicit node IP keeps it on 127.0.0.1.
-            {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"},
-        )  # fmt: skip
-
-    def _wait_port(self, timeout_s: float) -> None:
+        log.close()
+        assert self.proc.stdout is not None
+        ready: dict[str, str] = {}
+        reader = threading.Thread(
+            target=lambda: ready.update(json.loads(self.proc.stdout.readline() or "{}"))  # type: ignore[union-attr]
+        )
+        reader.start()
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.head is not None and self.head.poll() is not None:
-                raise AssertionError(f"ray start --head exited:\n{self.log('head.log')}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 1),
-            ):
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"Ray head not up in {timeout_s}s:\n{self.log('head.log')}")
+        while reader.is_alive() and self.proc.poll() is None and time.monotonic() < deadline:
+            reader.join(0.2)
+        if not ready:
+            raise AssertionError(f"Ray cluster not up in {timeout_s}s:\n{self.log()}")
+        self.address = ready["address"]
+        self.head_raylet, self.worker_raylet = int(ready["head_raylet"]), int(ready["worker_raylet"])
 
-    def log(self, name: str) -> str:
-        path = self.temp_dir / name
+    def log(self) -> str:
+        path = self.temp_dir / "cluster.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def processes(self) -> list[int]:
@@ -110,18 +92,18 @@ class RayCluster:
 
     def stop(self) -> list[int]:
         """End the cluster; returns the pids that had to be killed after the graceful stop."""
-        for proc in (self.worker, self.head):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in (self.worker, self.head):
-            if proc is None:
-                continue
+        proc = self.proc
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        time.sleep(0.5)  # Ray's processes notice their raylet is gone and exit
         leftovers = self.processes()
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError):

@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import sys
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +21,7 @@ from lingyun.cli.common import (
     JsonOpt,
     emit_json,
     fail,
+    parse_expiry,
     run_with_db,
     settings_from,
 )
@@ -330,14 +331,7 @@ def quota_grant(
     config: ConfigOpt = None,
 ) -> None:
     """Grant free tokens on a model, spent before the balance."""
-    expires_at = None
-    if expires is not None:
-        try:
-            expires_at = datetime.fromisoformat(expires)
-        except ValueError:
-            fail(f"--expires {expires!r} is not ISO 8601")
-        if expires_at.tzinfo is None:
-            fail("--expires needs a timezone, e.g. 2027-01-01T00:00:00+00:00")
+    expires_at = parse_expiry(expires)
 
     async def work(db: Database) -> None:
         await accounts.grant_quota(db, await _tenant_id(db, tenant), model, tokens, expires_at)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -60,6 +61,19 @@ def run_with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) ->
         fail(exc.message)
     except ValueError as exc:
         fail(str(exc))
+
+
+def parse_expiry(raw: str | None, flag: str = "--expires") -> datetime | None:
+    """An ISO 8601 time with a timezone (an expiry must not depend on the server's clock zone)."""
+    if raw is None:
+        return None
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        fail(f"{flag} {raw!r} is not an ISO 8601 time")
+    if when.tzinfo is None:
+        fail(f"{flag} needs a timezone, e.g. 2027-01-01T00:00:00+00:00")
+    return when
 
 
 def fail(message: str) -> NoReturn:

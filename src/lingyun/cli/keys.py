@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -14,7 +13,7 @@ from lingyun.cli.common import (
     DataDirOpt,
     JsonOpt,
     emit_json,
-    fail,
+    parse_expiry,
     run_with_db,
     settings_from,
 )
@@ -38,14 +37,7 @@ def create_key(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key. The secret is printed once; only its hash is stored."""
-    expires_at = None
-    if expires is not None:
-        try:
-            expires_at = datetime.fromisoformat(expires)
-        except ValueError:
-            fail(f"--expires {expires!r} is not an ISO 8601 time")
-        if expires_at.tzinfo is None:
-            fail("--expires needs a timezone, e.g. 2027-01-01T00:00:00+00:00")
+    expires_at = parse_expiry(expires)
     settings = settings_from(config, data_dir, database_url)
     created = run_with_db(
         settings,
