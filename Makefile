@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	# torch is pinned to the CPU build on local disk; installing it first keeps
 	# sentence-transformers from pulling a CUDA build.
 	$(PY) -m pip install -q 'torch==2.13.0'
-	$(PY) -m pip install -q -e '.[transformers,embeddings,llamacpp,dev]'
+	$(PY) -m pip install -q -e '.[transformers,embeddings,llamacpp,ray,dev]'
 	touch $(STAMP)
 
 run: install

@@ -16,9 +16,9 @@ import os
 import secrets
 import shutil
 import signal
-import threading
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +49,7 @@ class RayCluster:
         return {**os.environ, **RAY_ENV}
 
     def start(self, timeout_s: float = 90.0) -> None:
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        (self.temp_dir / "ray").mkdir(parents=True, exist_ok=True)
         log = (self.temp_dir / "cluster.log").open("a")
         self.proc = subprocess.Popen(
             [sys.executable, str(MAIN), str(self.temp_dir), str(self.port)],
@@ -72,7 +72,10 @@ class RayCluster:
         if not ready:
             raise AssertionError(f"Ray cluster not up in {timeout_s}s:\n{self.log()}")
         self.address = ready["address"]
-        self.head_raylet, self.worker_raylet = int(ready["head_raylet"]), int(ready["worker_raylet"])
+        self.head_raylet, self.worker_raylet = (
+            int(ready["head_raylet"]),
+            int(ready["worker_raylet"]),
+        )
 
     def log(self) -> str:
         path = self.temp_dir / "cluster.log"

@@ -38,9 +38,7 @@ def main(temp_dir: str, port: int) -> None:
         },
     )
     try:
-        worker = cluster.add_node(
-            node_ip_address="127.0.0.1", num_cpus=2, resources={"node_b": 1}
-        )
+        worker = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=2, resources={"node_b": 1})
         cluster.wait_for_nodes()
         print(json.dumps({
             "address": cluster.address,

@@ -1,7 +1,7 @@
 """Replicas on a Ray cluster, served through a real ``lingyun serve --ray-address``.
 
-One two-node cluster (``ray_cluster.py``: head with resource ``node_a``, worker with
-``node_b``) and one gateway serve the whole module; every Ray process and every engine
+One two-node cluster (``ray_cluster.py``: a head with resource ``node_a``, a second node
+with ``node_b``) and one gateway serve the whole module; every Ray process and every engine
 process is checked gone at the end. About a minute on two cores.
 """
 
@@ -66,15 +66,12 @@ def ray_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServed]:
     cluster = RayCluster()
     data_dir: Path = tmp_path_factory.mktemp("ray-gateway")
     server = LingyunServer(
-        data_dir=data_dir,
-        database_url=fresh_sqlite(data_dir),
-        models=MODELS,
-        env=RAY_ENV,
-        serve_args=["--ray-address", cluster.address],
+        data_dir=data_dir, database_url=fresh_sqlite(data_dir), models=MODELS, env=RAY_ENV
     )
     served: RayServed | None = None
     try:
         cluster.start()
+        server.serve_args = ["--ray-address", cluster.address]
         server.start(wait_for=["sim", "sim-b", "sim-auto"], timeout_s=120)
         key = server.create_key("acme")
         served = RayServed(cluster, server, server.client(key, max_retries=0), set())
@@ -140,10 +137,9 @@ def test_replica_lands_on_the_node_with_its_resource(ray_served: RayServed) -> N
     engine = psutil.Process(dep["replica_states"][0]["pid"])
     ancestors = {p.pid for p in engine.parents()}
     cluster = ray_served.cluster
-    assert cluster.worker is not None and cluster.head is not None
-    # engine <- actor worker <- raylet <- `ray start` of the node that holds `node_b`.
-    assert cluster.worker.pid in ancestors
-    assert cluster.head.pid not in ancestors
+    # engine <- actor worker <- the raylet of the node that holds `node_b`.
+    assert cluster.worker_raylet in ancestors
+    assert cluster.head_raylet not in ancestors
     assert chat(ray_served.client, "sim-b")
 
 

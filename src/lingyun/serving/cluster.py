@@ -72,6 +72,8 @@ class Coordinator:
         self._owned_until: datetime | None = None
         self._followed: dict[str, dict[str, Replica]] = {}
         self._waiting: dict[str, int] = {}
+        # What the registry holds for us, so an unchanged beat writes nothing.
+        self._last_published: set[tuple[str, str, str, str, bool, str, int | None]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -184,66 +186,100 @@ class Coordinator:
         await self._report_load()
 
     async def _renew_leases(self) -> set[str]:
+        """One conditional UPDATE renews ours and takes expired ones (RETURNING says which);
+        an INSERT claims a deployment nobody has leased (or whose owner released it). In the
+        steady state that is one statement a beat for an owner, two for a follower."""
         now = utcnow()
         until = now + self.lease_ttl
         wanted = [n for n, d in self._desired.items() if self._needs_owner(d)]
-        owned: set[str] = set()
         async with self.db.session() as s:
-            for name in wanted:
-                result = await s.execute(
-                    update(ServingLeaseRow)
-                    .where(
-                        ServingLeaseRow.deployment == name,
-                        or_(ServingLeaseRow.owner == self.owner, ServingLeaseRow.expires_at < now),
+            owned = set(
+                (
+                    await s.scalars(
+                        update(ServingLeaseRow)
+                        .where(
+                            ServingLeaseRow.deployment.in_(wanted),
+                            or_(
+                                ServingLeaseRow.owner == self.owner,
+                                ServingLeaseRow.expires_at < now,
+                            ),
+                        )
+                        .values(owner=self.owner, expires_at=until)
+                        .returning(ServingLeaseRow.deployment),
+                        execution_options={"synchronize_session": False},
                     )
-                    .values(owner=self.owner, expires_at=until)
-                )
-                await s.commit()
-                if result.rowcount:  # type: ignore[attr-defined]
-                    owned.add(name)
-                    continue
-                if await s.get(ServingLeaseRow, name) is not None:
-                    continue  # someone else's, alive
-                s.add(ServingLeaseRow(deployment=name, owner=self.owner, expires_at=until))
-                try:
-                    await s.commit()
-                    owned.add(name)
-                except IntegrityError:
-                    await s.rollback()  # another gateway inserted it first: it owns it
-            # Leases of deployments we no longer declare: let someone else have them.
-            await s.execute(
-                delete(ServingLeaseRow).where(
-                    ServingLeaseRow.owner == self.owner,
-                    ServingLeaseRow.deployment.not_in(wanted),
-                )
+                ).all()
             )
             await s.commit()
+            unclaimed = [n for n in wanted if n not in owned]
+            if unclaimed:
+                taken = set(
+                    (
+                        await s.scalars(
+                            select(ServingLeaseRow.deployment).where(
+                                ServingLeaseRow.deployment.in_(unclaimed)
+                            )
+                        )
+                    ).all()
+                )
+                await s.commit()
+                for name in unclaimed:
+                    if name in taken:
+                        continue
+                    s.add(ServingLeaseRow(deployment=name, owner=self.owner, expires_at=until))
+                    try:
+                        await s.commit()
+                        owned.add(name)
+                    except IntegrityError:
+                        await s.rollback()  # another gateway inserted it first: it owns it
+            # Leases of deployments we no longer declare: let someone else have them.
+            if self._owned - set(wanted):
+                await s.execute(
+                    delete(ServingLeaseRow).where(
+                        ServingLeaseRow.owner == self.owner,
+                        ServingLeaseRow.deployment.not_in(wanted),
+                    )
+                )
+                await s.commit()
         self._owned_until = until
         return owned
 
     async def _publish(self) -> None:
         now = utcnow()
-        async with self.db.session() as s:
-            await s.execute(delete(ServingReplicaRow).where(ServingReplicaRow.owner == self.owner))
-            for name in self._owned:
+        snapshot = {
+            (name, r.replica_id, r.base_url, r.model_id, r.healthy, state, r.max_inflight)
+            for name in self._owned
+            for r, state in self._published(name)
+        }
+        if snapshot != self._last_published:
+            async with self.db.session() as s:
                 await s.execute(
-                    delete(ServingReplicaRow).where(ServingReplicaRow.deployment == name)
+                    delete(ServingReplicaRow).where(
+                        or_(
+                            ServingReplicaRow.owner == self.owner,
+                            ServingReplicaRow.deployment.in_(self._owned),
+                        )
+                    )
                 )
-                for replica, status in self._published(name):
+                for name, rid, base_url, model_id, healthy, state, max_inflight in snapshot:
                     s.add(
                         ServingReplicaRow(
                             deployment=name,
-                            replica_id=replica.replica_id,
+                            replica_id=rid,
                             owner=self.owner,
-                            base_url=replica.base_url,
-                            model_id=replica.model_id,
-                            healthy=replica.healthy,
-                            state=status,
-                            max_inflight=replica.max_inflight,
+                            base_url=base_url,
+                            model_id=model_id,
+                            healthy=healthy,
+                            state=state,
+                            max_inflight=max_inflight,
                             updated_at=now,
                         )
                     )
-            await s.commit()
+                await s.commit()
+            self._last_published = snapshot
+        if not self._owned:
+            self.inner.remote_load = {}
+            return
         # Load that followers report on deployments we own, for our autoscaler.
         since = now - self.lease_ttl
         async with self.db.session() as s:
