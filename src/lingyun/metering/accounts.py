@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from lingyun.errors import InvalidRequestError
 from lingyun.metering.batch import ensure_accounts
@@ -52,11 +53,12 @@ async def credit(
     if kind != "adjustment" and amount <= 0:
         raise InvalidRequestError("amount must be positive.", param="amount")
     entry_key = f"{kind}:{idempotency_key or secrets.token_hex(12)}"
-    async with db.session() as s, s.begin():
-        existing = await s.scalar(select(LedgerEntry).where(LedgerEntry.entry_key == entry_key))
+
+    def write(s: Session) -> tuple[LedgerEntry, bool]:
+        existing = s.scalar(select(LedgerEntry).where(LedgerEntry.entry_key == entry_key))
         if existing is not None:
             return existing, False
-        account = (await ensure_accounts(s, [tenant_id]))[tenant_id]
+        account = ensure_accounts(s, [tenant_id])[tenant_id]
         entry = LedgerEntry(
             entry_key=entry_key, kind=kind, tenant_id=tenant_id, amount=amount,
             currency=currency, note=note, created_at=utcnow(),
@@ -64,7 +66,9 @@ async def credit(
         s.add(entry)
         account.balance += amount
         account.updated_at = utcnow()
-    return entry, True
+        return entry, True
+
+    return await db.transaction(write)
 
 
 async def balance(db: Database, tenant_id: str) -> BalanceView:
@@ -85,9 +89,10 @@ async def balance(db: Database, tenant_id: str) -> BalanceView:
 
 
 async def set_free_only(db: Database, tenant_id: str, on: bool) -> None:
-    async with db.session() as s, s.begin():
-        account = (await ensure_accounts(s, [tenant_id]))[tenant_id]
-        account.free_only = on
+    def write(s: Session) -> None:
+        ensure_accounts(s, [tenant_id])[tenant_id].free_only = on
+
+    await db.transaction(write)
 
 
 async def set_budget(

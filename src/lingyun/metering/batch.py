@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from lingyun.errors import InsufficientQuotaError
 from lingyun.metering.holds import Hold, Settlement
@@ -50,12 +50,10 @@ class BillingScopes:
     budgets: set[tuple[str, str]] = field(default_factory=set)
     quota_tenants: set[str] = field(default_factory=set)
 
-    async def load(self, session: AsyncSession) -> None:
-        self.budgets = {
-            (s, i) for s, i in (await session.execute(select(Budget.scope, Budget.scope_id)))
-        }
+    def load(self, session: Session) -> None:
+        self.budgets = {(s, i) for s, i in (session.execute(select(Budget.scope, Budget.scope_id)))}
         self.quota_tenants = set(
-            await session.scalars(
+            session.scalars(
                 select(FreeQuota.tenant_id)
                 .where(or_(FreeQuota.expires_at.is_(None), FreeQuota.expires_at > utcnow()))
                 .distinct()
@@ -63,23 +61,21 @@ class BillingScopes:
         )
 
 
-def _insert(session: AsyncSession, table: Any) -> Any:
+def _insert(session: Session, table: Any) -> Any:
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-async def ensure_accounts(session: AsyncSession, tenant_ids: Iterable[str]) -> dict[str, Account]:
+def ensure_accounts(session: Session, tenant_ids: Iterable[str]) -> dict[str, Account]:
     """Account rows for these tenants, created if missing, locked for this transaction."""
     ids = sorted(set(tenant_ids))
     if not ids:
         return {}
-    await session.execute(
+    session.execute(
         _insert(session, Account).on_conflict_do_nothing(index_elements=["tenant_id"]),
         [{"tenant_id": t, "balance": ZERO, "reserved": ZERO} for t in ids],
     )
-    rows = await session.scalars(
-        select(Account).where(Account.tenant_id.in_(ids)).with_for_update()
-    )
+    rows = session.scalars(select(Account).where(Account.tenant_id.in_(ids)).with_for_update())
     return {a.tenant_id: a for a in rows}
 
 
@@ -91,17 +87,15 @@ class _Funds:
     held: Decimal = ZERO  # reserved by this batch
 
 
-async def _funds(
-    session: AsyncSession, tenants: set[str], scopes: BillingScopes
-) -> dict[str, _Funds]:
+def _funds(session: Session, tenants: set[str], scopes: BillingScopes) -> dict[str, _Funds]:
     missing = tenants - scopes.accounts
     if missing:
-        await session.execute(
+        session.connection().execute(
             _insert(session, Account).on_conflict_do_nothing(index_elements=["tenant_id"]),
             [{"tenant_id": t, "balance": ZERO, "reserved": ZERO} for t in sorted(missing)],
         )
         scopes.accounts |= missing
-    rows = await session.execute(
+    rows = session.connection().execute(
         select(Account.tenant_id, Account.balance, Account.reserved, Account.free_only)
         .where(Account.tenant_id.in_(sorted(tenants)))
         .with_for_update()
@@ -109,26 +103,26 @@ async def _funds(
     return {t: _Funds(b, r, f) for t, b, r, f in rows}
 
 
-async def _periods(
-    session: AsyncSession, scopes: set[tuple[str, str]], period: str
+def _periods(
+    session: Session, scopes: set[tuple[str, str]], period: str
 ) -> dict[tuple[str, str], tuple[Decimal, BudgetPeriod]]:
     """(limit, this period's row, locked) for each of these scopes that has a budget."""
     if not scopes:
         return {}
     conds = [(Budget.scope == sc) & (Budget.scope_id == sid) for sc, sid in scopes]
-    found = await session.execute(
+    found = session.execute(
         select(Budget.scope, Budget.scope_id, Budget.monthly_limit).where(or_(*conds))
     )
     limits = {(s, i): lim for s, i, lim in found}
     if not limits:
         return {}
-    await session.execute(
+    session.execute(
         _insert(session, BudgetPeriod).on_conflict_do_nothing(
             index_elements=["scope", "scope_id", "period"]
         ),
         [{"scope": s, "scope_id": i, "period": period} for s, i in limits],
     )
-    rows = await session.scalars(
+    rows = session.scalars(
         select(BudgetPeriod)
         .where(
             or_(*[(BudgetPeriod.scope == s) & (BudgetPeriod.scope_id == i) for s, i in limits]),
@@ -139,24 +133,24 @@ async def _periods(
     return {(p.scope, p.scope_id): (limits[(p.scope, p.scope_id)], p) for p in rows}
 
 
-async def apply_reserves(
-    session: AsyncSession, holds: Sequence[Hold], owner: str, scopes: BillingScopes | None = None
+def apply_reserves(
+    session: Session, holds: Sequence[Hold], owner: str, scopes: BillingScopes | None = None
 ) -> list[Exception | None]:
     """Admit or refuse each hold in order; admitted ones become durable reservations."""
     if scopes is None:
         scopes = BillingScopes()
-        await scopes.load(session)
-    funds = await _funds(session, {h.tenant_id for h in holds}, scopes)
+        scopes.load(session)
+    funds = _funds(session, {h.tenant_id for h in holds}, scopes)
     budgets: dict[tuple[str, str], tuple[Decimal, BudgetPeriod]] = {}
     for period in {h.period for h in holds}:
         wanted = {("tenant", h.tenant_id) for h in holds if h.period == period}
         wanted |= {("project", h.project_id) for h in holds if h.period == period}
-        budgets.update(await _periods(session, wanted & scopes.budgets, period))
+        budgets.update(_periods(session, wanted & scopes.budgets, period))
     quota_tenants = {h.tenant_id for h in holds} & scopes.quota_tenants
     quotas: list[FreeQuota] = []
     if quota_tenants:
         quotas = list(
-            await session.scalars(
+            session.scalars(
                 select(FreeQuota)
                 .where(
                     FreeQuota.tenant_id.in_(sorted(quota_tenants)),
@@ -169,7 +163,7 @@ async def apply_reserves(
     outcomes = [_decide(h, funds[h.tenant_id], budgets, quotas) for h in holds]
     admitted = [h for h, o in zip(holds, outcomes, strict=True) if o is None]
     if admitted:
-        await session.execute(
+        session.connection().execute(
             _insert(session, Reservation),
             [
                 {
@@ -197,7 +191,7 @@ async def apply_reserves(
             {"t": t, "charge": ZERO, "held": f.held, "now": now} for t, f in funds.items() if f.held
         ]
         if held:
-            await session.execute(_ACCOUNT_DELTA, held)
+            session.connection().execute(_ACCOUNT_DELTA, held)
     return outcomes
 
 
@@ -254,7 +248,7 @@ def _decide(
     return None
 
 
-async def apply_settles(session: AsyncSession, settlements: Sequence[Settlement]) -> int:
+def apply_settles(session: Session, settlements: Sequence[Settlement]) -> int:
     """Settle (or release) each open reservation once; returns how many it settled."""
     todo: dict[str, Settlement] = {}
     for s in settlements:  # the first settlement of a request wins, even within one batch
@@ -264,7 +258,7 @@ async def apply_settles(session: AsyncSession, settlements: Sequence[Settlement]
         ids = [rid for rid, s in todo.items() if s.reached_engine is reached]
         if ids:
             won = set(
-                await session.scalars(
+                session.connection().scalars(
                     update(Reservation)
                     .where(Reservation.request_id.in_(ids), Reservation.state == "open")
                     .values(state=state)
@@ -297,17 +291,17 @@ async def apply_settles(session: AsyncSession, settlements: Sequence[Settlement]
         if s.reached_engine:
             rows.append(_ledger_row(s, charge, free, now))
     if rows:
-        await session.execute(
+        session.connection().execute(
             _insert(session, LedgerEntry).on_conflict_do_nothing(index_elements=["entry_key"]),
             rows,
         )
-    await session.execute(
+    session.connection().execute(
         _ACCOUNT_DELTA,
         [{"t": t, "charge": c, "held": -r, "now": now} for t, (c, r) in per_tenant.items()],
     )
-    await _settle_budgets(session, per_budget)
+    _settle_budgets(session, per_budget)
     for quota_id, (used, unheld) in per_quota.items():
-        await session.execute(
+        session.execute(
             update(FreeQuota)
             .where(FreeQuota.id == quota_id)
             .values(
@@ -318,8 +312,8 @@ async def apply_settles(session: AsyncSession, settlements: Sequence[Settlement]
     return sum(1 for s in done if s.reached_engine)
 
 
-async def _settle_budgets(
-    session: AsyncSession, moves: dict[tuple[str, str, str], tuple[Decimal, Decimal]]
+def _settle_budgets(
+    session: Session, moves: dict[tuple[str, str, str], tuple[Decimal, Decimal]]
 ) -> None:
     """Move charges from reserved to spent in the periods the holds reserved against."""
     table = cast(Table, BudgetPeriod.__table__)
@@ -333,7 +327,7 @@ async def _settle_budgets(
         {"s": s, "i": i, "p": p, "charge": c, "unheld": r} for (s, i, p), (c, r) in moves.items()
     ]
     if params:
-        await session.execute(stmt, params)
+        session.connection().execute(stmt, params)
 
 
 def _ledger_row(s: Settlement, charge: Decimal, free: int, now: datetime) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from lingyun.errors import ServiceUnavailableError
 from lingyun.metering.batch import BillingScopes, apply_reserves, apply_settles
@@ -116,12 +117,13 @@ class Journal:
 
     async def _commit(self, reserves: list[Hold], settles: list[Settlement]) -> None:
         try:
-            async with self.db.session() as s, s.begin():
+
+            def batch(s: Session) -> list[Exception | None]:
                 if settles:
-                    await apply_settles(s, settles)
-                outcomes = (
-                    await apply_reserves(s, reserves, self.owner, self.scopes) if reserves else []
-                )
+                    apply_settles(s, settles)
+                return apply_reserves(s, reserves, self.owner, self.scopes) if reserves else []
+
+            outcomes = await self.db.transaction(batch)
         except Exception:
             logger.exception(
                 "metering commit failed (%d reserves, %d settles)", len(reserves), len(settles)
@@ -155,8 +157,7 @@ class Journal:
                 logger.exception("metering housekeeping failed; retrying")
 
     async def _load_scopes(self) -> None:
-        async with self.db.session() as s:
-            await self.scopes.load(s)
+        await self.db.transaction(self.scopes.load)
 
     async def _checkpoint(self) -> None:
         if not self._live:
@@ -195,8 +196,7 @@ class Journal:
         settlements = await open_reservations_of(self.db, owners)
         if not settlements:
             return 0
-        async with self.db.session() as s, s.begin():
-            settled = await apply_settles(s, settlements)
+        settled = await self.db.transaction(lambda s: apply_settles(s, settlements))
         logger.warning("reconciled %d reservation(s) left open by %s", settled, owners)
         return settled
 
