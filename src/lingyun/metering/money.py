@@ -32,4 +32,6 @@ def parse_money(raw: str | int | float | Decimal, what: str) -> Decimal:
         raise ValueError(f"{what} must be a decimal number, not {raw!r}") from None
     if not value.is_finite() or value < 0:
         raise ValueError(f"{what} must be a non-negative number, not {raw!r}")
+    if value != value.quantize(STORED):
+        raise ValueError(f"{what} has more than 9 decimal places: {raw!r}")
     return value

@@ -4,8 +4,10 @@ Invariants (owned by ``lingyun.metering``):
 - ``ledger_entries`` is append-only. ``entry_key`` is unique: a usage entry's key is its
   request id, so a retried settle or a reconciliation after a crash can never charge twice.
   Corrections are new entries (``refund``, ``adjustment``), never edits.
-- Money is ``Numeric(24, 9)`` (Decimal in Python), never float. ``amount`` is always what the
-  entry does to the tenant's balance: top-ups and refunds are positive, usage is negative.
+- Money is ``Decimal`` in Python and an integer count of billionths in the database
+  (``Money``): exact on every backend — SQLite would store a NUMERIC column as a float.
+  ``amount`` is always what the entry does to the tenant's balance: top-ups and refunds are
+  positive, usage is negative.
 - ``accounts.balance`` equals the sum of the tenant's ledger amounts; it is updated in the
   same transaction as every ledger insert (a projection kept for the admission check).
   ``accounts.reserved`` is the sum of the tenant's open reservations.
@@ -21,12 +23,36 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from lingyun.store.models import Base, UTCDateTime, utcnow
 
-MONEY = Numeric(24, 9)
+
+class Money(TypeDecorator[Decimal]):
+    """Decimal money kept as integer billionths of the currency unit (9 decimal places).
+
+    Integers add exactly in SQL on SQLite and PostgreSQL alike (balances are updated with
+    ``balance - :charge``); a value with more than 9 decimal places is refused, never rounded.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Any) -> int | None:
+        if value is None:
+            return None
+        units = Decimal(value).scaleb(9)
+        if units != units.to_integral_value():
+            raise ValueError(f"{value} has more than 9 decimal places")
+        return int(units)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        return None if value is None else Decimal(int(value)).scaleb(-9)
+
+
+MONEY = Money()
 
 
 class Price(Base):

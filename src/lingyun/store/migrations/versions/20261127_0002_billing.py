@@ -1,7 +1,8 @@
 """Billing: prices, ledger, reservations, accounts and budgets (owned by metering/).
 
 Metering needs durable reservations and an append-only ledger before a request may reach an
-engine; balances, budgets and free quotas are projections kept beside them.
+engine; balances, budgets and free quotas are projections kept beside them. Money columns are
+integer billionths (exact on SQLite too, where NUMERIC would be stored as a float).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ def upgrade() -> None:
     op.create_table(
         "accounts",
         sa.Column("tenant_id", sa.String(length=32), nullable=False),
-        sa.Column("balance", sa.Numeric(precision=24, scale=9), nullable=False),
-        sa.Column("reserved", sa.Numeric(precision=24, scale=9), nullable=False),
+        sa.Column("balance", sa.BigInteger(), nullable=False),
+        sa.Column("reserved", sa.BigInteger(), nullable=False),
         sa.Column("free_only", sa.Boolean(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id"),
@@ -36,15 +37,15 @@ def upgrade() -> None:
         sa.Column("scope", sa.String(length=16), nullable=False),
         sa.Column("scope_id", sa.String(length=32), nullable=False),
         sa.Column("period", sa.String(length=7), nullable=False),
-        sa.Column("spent", sa.Numeric(precision=24, scale=9), nullable=False),
-        sa.Column("reserved", sa.Numeric(precision=24, scale=9), nullable=False),
+        sa.Column("spent", sa.BigInteger(), nullable=False),
+        sa.Column("reserved", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("scope", "scope_id", "period"),
     )
     op.create_table(
         "budgets",
         sa.Column("scope", sa.String(length=16), nullable=False),
         sa.Column("scope_id", sa.String(length=32), nullable=False),
-        sa.Column("monthly_limit", sa.Numeric(precision=24, scale=9), nullable=False),
+        sa.Column("monthly_limit", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("scope", "scope_id"),
     )
     op.create_table(
@@ -78,10 +79,10 @@ def upgrade() -> None:
         sa.Column("completion_tokens", sa.Integer(), nullable=False),
         sa.Column("free_tokens", sa.Integer(), nullable=False),
         sa.Column("currency", sa.String(length=8), nullable=False),
-        sa.Column("input_per_m", sa.Numeric(precision=24, scale=9), nullable=True),
-        sa.Column("cached_input_per_m", sa.Numeric(precision=24, scale=9), nullable=True),
-        sa.Column("output_per_m", sa.Numeric(precision=24, scale=9), nullable=True),
-        sa.Column("amount", sa.Numeric(precision=24, scale=9), nullable=False),
+        sa.Column("input_per_m", sa.BigInteger(), nullable=True),
+        sa.Column("cached_input_per_m", sa.BigInteger(), nullable=True),
+        sa.Column("output_per_m", sa.BigInteger(), nullable=True),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("note", sa.String(length=255), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("entry_key"),
@@ -94,11 +95,11 @@ def upgrade() -> None:
         sa.Column("model", sa.String(length=128), nullable=False),
         sa.Column("tenant_id", sa.String(length=32), nullable=False),
         sa.Column("currency", sa.String(length=8), nullable=False),
-        sa.Column("input_per_m", sa.Numeric(precision=24, scale=9), nullable=False),
-        sa.Column("cached_input_per_m", sa.Numeric(precision=24, scale=9), nullable=True),
-        sa.Column("output_per_m", sa.Numeric(precision=24, scale=9), nullable=False),
-        sa.Column("reasoning_output_per_m", sa.Numeric(precision=24, scale=9), nullable=True),
-        sa.Column("batch_multiplier", sa.Numeric(precision=24, scale=9), nullable=False),
+        sa.Column("input_per_m", sa.BigInteger(), nullable=False),
+        sa.Column("cached_input_per_m", sa.BigInteger(), nullable=True),
+        sa.Column("output_per_m", sa.BigInteger(), nullable=False),
+        sa.Column("reasoning_output_per_m", sa.BigInteger(), nullable=True),
+        sa.Column("batch_multiplier", sa.BigInteger(), nullable=False),
         sa.Column("tiers", sa.JSON(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("model", "tenant_id"),
@@ -112,7 +113,7 @@ def upgrade() -> None:
         sa.Column("key_id", sa.String(length=32), nullable=False),
         sa.Column("model", sa.String(length=128), nullable=False),
         sa.Column("period", sa.String(length=7), nullable=False),
-        sa.Column("amount", sa.Numeric(precision=24, scale=9), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("free_tokens", sa.Integer(), nullable=False),
         sa.Column("quota_id", sa.Integer(), nullable=True),
         sa.Column("prices", sa.JSON(), nullable=False),
