@@ -7,7 +7,9 @@ unhealthy by the supervisor's ``proc.wait()``, not here: a probe would notice se
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -62,3 +64,30 @@ def probe_client() -> httpx.AsyncClient:
     """A client for probing local replicas; ignores proxy variables, which would otherwise
     send 127.0.0.1 probes through a corporate proxy."""
     return httpx.AsyncClient(trust_env=False, follow_redirects=False)
+
+
+async def watch(
+    client: httpx.AsyncClient,
+    url: str,
+    policy: HealthPolicy,
+    replica_id: str,
+    set_healthy: Callable[[bool], None],
+) -> None:
+    """Probe a running replica forever: out of routing after ``failure_threshold`` failed
+    probes in a row, back in at the next good one. (Process exit is watched elsewhere.)"""
+    failures = 0
+    healthy = True
+    while True:
+        await asyncio.sleep(policy.interval_s)
+        if await probe(client, url, policy.probe_timeout_s):
+            failures = 0
+            healthy = True
+            set_healthy(True)
+            continue
+        failures += 1
+        if failures >= policy.failure_threshold and healthy:
+            logger.warning(
+                "replica %s failed %s health probes; not routing to it", replica_id, failures
+            )
+            healthy = False
+            set_healthy(False)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from lingyun.serving.autoscale import ScalingTimings
-from lingyun.serving.health import HealthPolicy, probe, probe_client
+from lingyun.serving.health import HealthPolicy, probe, probe_client, watch
 from lingyun.serving.pool import PooledSupervisor, Runner
 from lingyun.serving.replica import Replica
 from lingyun.serving.supervisor import ReplicaState, ReplicaStatus
@@ -229,20 +229,7 @@ class _RayRunner:
                 return
             await asyncio.sleep(policy.startup_interval_s)
         self._set_healthy(True)
-        failures = 0
-        while True:
-            await asyncio.sleep(policy.interval_s)
-            if await probe(client, url, policy.probe_timeout_s):
-                failures = 0
-                self._set_healthy(True)
-                continue
-            failures += 1
-            if failures >= policy.failure_threshold and self.replica.healthy:
-                logger.warning(
-                    "replica %s failed %s health probes; not routing to it",
-                    self.replica.replica_id, failures,
-                )  # fmt: skip
-                self._set_healthy(False)
+        await watch(client, url, policy, self.replica.replica_id, self._set_healthy)
 
 
 class RaySupervisor(PooledSupervisor):
