@@ -120,9 +120,9 @@ def prices_list(
         {
             "model": p.model,
             "currency": p.currency,
-            "input": str(p.input_per_m),
-            "cached_input": None if p.cached_input_per_m is None else str(p.cached_input_per_m),
-            "output": str(p.output_per_m),
+            "input": show(p.input_per_m),
+            "cached_input": None if p.cached_input_per_m is None else show(p.cached_input_per_m),
+            "output": show(p.output_per_m),
             "tiers": p.tiers,
         }
         for p in rows

@@ -13,7 +13,7 @@ the client pays nothing, but still gets its (zero) ledger entry.
 from __future__ import annotations
 
 from lingyun.gateway.context import RequestContext
-from lingyun.gateway.settle import finalize_usage
+from lingyun.gateway.settle import estimate_prompt_tokens, finalize_usage
 from lingyun.metering.holds import Hold, Settlement, period_of
 from lingyun.metering.journal import Journal
 from lingyun.metering.pricing import PriceBook
@@ -35,7 +35,7 @@ class BillingAdmission:
         else:
             limit = dep.args.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS)
             output_upper = int(limit) * ctx.choices
-        estimate = max(1, ctx.body_bytes // 4)
+        estimate = estimate_prompt_tokens(ctx)
         hold = Hold(
             request_id=ctx.request_id,
             tenant_id=key.tenant_id,
