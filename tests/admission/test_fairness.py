@@ -57,7 +57,7 @@ def _run(server: LingyunServer, worker: SimWorker) -> LoadResult:
             "sim",
             [TenantLoad("a", a, 60), TenantLoad("b", b, 6)],
             warmup_s=1.0,
-            window_s=5.0,
+            window_s=10.0,  # long enough that whole requests at the edges are noise
             max_tokens=20,
             busy_probe=active,
         )
