@@ -28,6 +28,7 @@ from lingyun.gateway.resolve import ModelCatalog
 from lingyun.gateway.route import RouterChain
 from lingyun.gateway.settle import Settler
 from lingyun.metering.admission import BillingAdmission
+from lingyun.metering.deliveries import DeliveryLog, delivery_path
 from lingyun.metering.journal import Journal
 from lingyun.metering.pricing import PriceBook
 from lingyun.metering.usage_writer import UsageWriter
@@ -66,7 +67,11 @@ def create_app(settings: Settings) -> FastAPI:
         journal: Journal | None = None
         prices = PriceBook()
         if settings.metering:
-            journal = Journal(db, owner=settings.instance_owner())
+            journal = Journal(
+                db,
+                owner=settings.instance_owner(),
+                deliveries=DeliveryLog(delivery_path(settings)),
+            )
             await prices.load(db)
             await journal.start()  # reconciles what our previous life left open
             policies.append(BillingAdmission(journal, prices))

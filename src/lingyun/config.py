@@ -48,6 +48,15 @@ class DeploymentConfig(BaseModel):
     fallbacks: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
 
+    def output_bound(self) -> int:
+        """Output tokens per choice when a client sets no limit: the bound a request's
+        reservation is sized for, and the ``max_tokens`` sent upstream, so the engine
+        cannot overrun what was reserved."""
+        return int(self.args.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS))
+
+    def bounds_output(self) -> bool:
+        return "max_output_tokens" in self.args
+
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, value: str) -> str:
@@ -56,6 +65,9 @@ class DeploymentConfig(BaseModel):
         if value not in ENGINES:
             raise ValueError(f"unknown engine {value!r}; choose one of {sorted(ENGINES)}")
         return value
+
+
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
 
 
 class Settings(BaseSettings):

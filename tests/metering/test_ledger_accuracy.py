@@ -45,6 +45,7 @@ class Sent:
     tenant: str
     model: str
     kind: str
+    status: int
 
 
 def _plan(seed: int = 7) -> list[tuple[str, str]]:
@@ -76,7 +77,7 @@ async def _one(
         body["sim_fail_after"] = 3
     headers = {"authorization": f"Bearer {key}"}
     async with session.post(f"{base}/v1/chat/completions", json=body, headers=headers) as resp:
-        rid = resp.headers["x-request-id"]
+        rid, status = resp.headers["x-request-id"], resp.status
         if kind == "cancel":
             seen = 0
             async for line in resp.content:
@@ -91,7 +92,7 @@ async def _one(
                         break
         else:
             await resp.read()
-    return Sent(rid, tenant, model, kind)
+    return Sent(rid, tenant, model, kind, status)
 
 
 async def _drive(server: LingyunServer, keys: dict[str, str]) -> list[Sent]:
@@ -162,7 +163,12 @@ def test_ten_thousand_mixed_requests(tmp_path: Path, fresh_database_url: str) ->
             ).where(LedgerEntry.kind == "usage"),
         )
     }
-    # every request reached an engine, and each has exactly one ledger entry
+    # every request was answered as its kind expects, reached an engine, and has exactly
+    # one ledger entry
+    unexpected = [s for s in sent if s.status != (502 if s.kind == "fail-plain" else 200)]
+    assert not unexpected, unexpected[:5]
+    unlogged = [s for s in sent if s.request_id not in engine]
+    assert not unlogged, unlogged[:5]
     assert set(engine) == {s.request_id for s in sent} == set(ledger)
 
     expected: dict[str, Decimal] = defaultdict(Decimal)

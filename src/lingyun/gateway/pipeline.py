@@ -132,6 +132,10 @@ class Gateway:
         handed_off = False
         try:
             ctx.deployment = self.catalog.resolve(ctx.key, ctx.model)
+            # Prices, grants, quotas, limits and usage go by the canonical name, never by
+            # the alias a client sent.
+            ctx.model = ctx.deployment.name
+            _bound_output(ctx, ctx.deployment)
             self.retry_budget.deposit(ctx.deployment.name)
             await self.admission.admit(ctx)
             finish.admitted = True
@@ -257,6 +261,16 @@ class _StreamResponse(StreamingResponse):
             if not ctx.stream_ended and ctx.status_code == 200:
                 ctx.status_code, ctx.error_code = 499, "client_disconnected"
             await self._finish()
+
+
+def _bound_output(ctx: RequestContext, dep: DeploymentConfig) -> None:
+    """A generation without a client limit on a deployment that declares
+    ``max_output_tokens`` gets that bound upstream too: the reservation is sized for it, so
+    the engine must not produce more. (Without a declared bound the engine keeps its own
+    default; what it produces past the reserved default is not charged.)"""
+    if ctx.endpoint != EMBEDDINGS.name and ctx.max_output_tokens is None and dep.bounds_output():
+        ctx.max_output_tokens = dep.output_bound()
+        ctx.body["max_tokens"] = ctx.max_output_tokens
 
 
 def _headers(ctx: RequestContext) -> dict[str, str]:

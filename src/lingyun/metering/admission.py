@@ -2,7 +2,8 @@
 
 Worst case: every prompt token is at least one byte of the request body, so the body's size
 bounds the prompt; the output is bounded by ``max_tokens`` (× ``n``), or by the deployment's
-``max_output_tokens`` when the client gives none. Spend therefore never exceeds the balance.
+``max_output_tokens`` when the client gives none (the resolve step then sends that bound
+upstream). Charges are capped at the reservation. Spend therefore never exceeds the balance.
 
 What is charged: the engine's reported usage of what the client received. A stream cut off by
 the client or by an engine failure pays for the prompt and the tokens streamed so far (exact
@@ -19,8 +20,6 @@ from lingyun.metering.journal import Journal
 from lingyun.metering.pricing import PriceBook
 from lingyun.store.models import utcnow
 
-DEFAULT_MAX_OUTPUT_TOKENS = 4096
-
 
 class BillingAdmission:
     def __init__(self, journal: Journal, prices: PriceBook) -> None:
@@ -30,11 +29,8 @@ class BillingAdmission:
     async def admit(self, ctx: RequestContext) -> None:
         key, dep = ctx.key, ctx.deployment
         assert key is not None and dep is not None  # authenticate and resolve ran first
-        if ctx.max_output_tokens is not None:
-            output_upper = ctx.max_output_tokens * ctx.choices
-        else:
-            limit = dep.args.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS)
-            output_upper = int(limit) * ctx.choices
+        bound = dep.output_bound() if ctx.max_output_tokens is None else ctx.max_output_tokens
+        output_upper = bound * ctx.choices
         estimate = estimate_prompt_tokens(ctx)
         hold = Hold(
             request_id=ctx.request_id,
@@ -51,13 +47,20 @@ class BillingAdmission:
         await self.journal.reserve(hold)
         ctx.hold = hold
 
-        def progress() -> tuple[int, int]:
+        def delivered() -> tuple[int, int]:
             u = ctx.usage
             if u.reported:
                 return u.prompt_tokens, u.completion_tokens
             return estimate, ctx.streamed_pieces
 
+        def progress() -> tuple[int, int]:
+            if ctx.first_byte_at is None:
+                return 0, 0  # nothing reached the client: a crash now costs it nothing
+            return delivered()
+
         self.journal.track(ctx.request_id, progress)
+        # each streamed chunk's counts reach the OS before the chunk reaches the client
+        ctx.token_hooks.append(lambda _: self.journal.delivered(ctx.request_id, delivered()))
 
     async def release(self, ctx: RequestContext) -> None:
         hold = ctx.hold

@@ -75,7 +75,12 @@ def ensure_accounts(session: Session, tenant_ids: Iterable[str]) -> dict[str, Ac
         _insert(session, Account).on_conflict_do_nothing(index_elements=["tenant_id"]),
         [{"tenant_id": t, "balance": ZERO, "reserved": ZERO} for t in ids],
     )
-    rows = session.scalars(select(Account).where(Account.tenant_id.in_(ids)).with_for_update())
+    rows = session.scalars(
+        select(Account)
+        .where(Account.tenant_id.in_(ids))
+        .order_by(Account.tenant_id)
+        .with_for_update()
+    )
     return {a.tenant_id: a for a in rows}
 
 
@@ -98,6 +103,7 @@ def _funds(session: Session, tenants: set[str], scopes: BillingScopes) -> dict[s
     rows = session.connection().execute(
         select(Account.tenant_id, Account.balance, Account.reserved, Account.free_only)
         .where(Account.tenant_id.in_(sorted(tenants)))
+        .order_by(Account.tenant_id)  # one lock order for every gateway: no deadlocks
         .with_for_update()
     )
     return {t: _Funds(b, r, f) for t, b, r, f in rows}
@@ -156,7 +162,9 @@ def apply_reserves(
                     FreeQuota.tenant_id.in_(sorted(quota_tenants)),
                     or_(FreeQuota.expires_at.is_(None), FreeQuota.expires_at > utcnow()),
                 )
-                .order_by(FreeQuota.expires_at)
+                # soonest expiring first, never-expiring last, on SQLite and PostgreSQL alike
+                # (they sort NULL at opposite ends)
+                .order_by(FreeQuota.expires_at.is_(None), FreeQuota.expires_at, FreeQuota.id)
                 .with_for_update()
             )
         )
@@ -178,7 +186,8 @@ def apply_reserves(
                     "free_tokens": h.free_tokens,
                     "quota_id": h.quota_id,
                     "prices": {**h.prices.to_json(), "budgets": h.budgets},
-                    "prompt_tokens": h.prompt_estimate,
+                    # what reached the client so far: nothing yet (checkpoints raise it)
+                    "prompt_tokens": 0,
                     "completion_tokens": 0,
                     "owner": owner,
                     "state": "open",
@@ -252,7 +261,7 @@ def apply_settles(session: Session, settlements: Sequence[Settlement]) -> int:
     """Settle (or release) each open reservation once; returns how many it settled."""
     todo: dict[str, Settlement] = {}
     for s in settlements:  # the first settlement of a request wins, even within one batch
-        todo.setdefault(s.hold.request_id, s)
+        todo.setdefault(s.hold.request_id, s.capped())
     done: list[Settlement] = []
     for state, reached in (("settled", True), ("released", False)):
         ids = [rid for rid, s in todo.items() if s.reached_engine is reached]
@@ -297,10 +306,13 @@ def apply_settles(session: Session, settlements: Sequence[Settlement]) -> int:
         )
     session.connection().execute(
         _ACCOUNT_DELTA,
-        [{"t": t, "charge": c, "held": -r, "now": now} for t, (c, r) in per_tenant.items()],
+        [
+            {"t": t, "charge": c, "held": -r, "now": now}
+            for t, (c, r) in sorted(per_tenant.items())  # the lock order of _funds
+        ],
     )
     _settle_budgets(session, per_budget)
-    for quota_id, (used, unheld) in per_quota.items():
+    for quota_id, (used, unheld) in sorted(per_quota.items()):
         session.execute(
             update(FreeQuota)
             .where(FreeQuota.id == quota_id)
@@ -324,7 +336,8 @@ def _settle_budgets(
         .values(spent=c.spent + bindparam("charge"), reserved=c.reserved - bindparam("unheld"))
     )
     params = [
-        {"s": s, "i": i, "p": p, "charge": c, "unheld": r} for (s, i, p), (c, r) in moves.items()
+        {"s": s, "i": i, "p": p, "charge": c, "unheld": r}
+        for (s, i, p), (c, r) in sorted(moves.items())
     ]
     if params:
         session.connection().execute(stmt, params)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -52,6 +52,30 @@ class Settlement:
     # False when the request never reached an engine: the hold is released, nothing charged.
     reached_engine: bool = True
 
+    def capped(self) -> Settlement:
+        """The settlement within its hold's bounds: what an engine reports beyond the bound
+        we reserved (and sent upstream) is not charged, and no count is negative."""
+        h = self.hold
+        prompt = max(0, min(self.prompt_tokens, h.prompt_upper))
+        completion = max(0, min(self.completion_tokens, h.output_upper))
+        cached = max(0, min(self.cached_tokens, prompt))
+        reasoning = max(0, min(self.reasoning_tokens, completion))
+        counts = (prompt, cached, completion, reasoning)
+        if counts == (
+            self.prompt_tokens,
+            self.cached_tokens,
+            self.completion_tokens,
+            self.reasoning_tokens,
+        ):
+            return self
+        return replace(
+            self,
+            prompt_tokens=prompt,
+            cached_tokens=cached,
+            completion_tokens=completion,
+            reasoning_tokens=reasoning,
+        )
+
     def split_free(self) -> tuple[int, int, int]:
         """Tokens paid by free quota (prompt first), then the paid prompt and completion."""
         free = min(self.hold.free_tokens, self.prompt_tokens + self.completion_tokens)
@@ -60,7 +84,9 @@ class Settlement:
         return free, self.prompt_tokens - free_prompt, self.completion_tokens - free_completion
 
     def charge(self) -> Decimal:
+        """What the tokens cost, never more than the hold reserved."""
         _, paid_prompt, paid_completion = self.split_free()
         cached = min(self.cached_tokens, paid_prompt)
         reasoning = min(self.reasoning_tokens, paid_completion)
-        return self.hold.prices.cost(paid_prompt, cached, paid_completion, reasoning)
+        cost = self.hold.prices.cost(paid_prompt, cached, paid_completion, reasoning)
+        return min(cost, self.hold.amount)

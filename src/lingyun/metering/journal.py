@@ -16,11 +16,13 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from lingyun.errors import ServiceUnavailableError
 from lingyun.metering.batch import BillingScopes, apply_reserves, apply_settles
+from lingyun.metering.deliveries import DeliveryLog
 from lingyun.metering.holds import Hold, Settlement
 from lingyun.metering.reconcile import open_reservations_of, renew_lease
 from lingyun.store.db import Database
@@ -30,6 +32,8 @@ from lingyun.store.models import utcnow
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[], tuple[int, int]]
+# How long a settled reservation is kept (for an operator's look) before it is purged.
+SETTLED_RETENTION = timedelta(minutes=10)
 
 
 class Journal:
@@ -40,8 +44,15 @@ class Journal:
         *,
         checkpoint_s: float = 1.0,
         lease_s: float = 15.0,
+        deliveries: DeliveryLog | None = None,
     ) -> None:
         self.db = db
+        self.deliveries = deliveries
+        # Commit batches taken and finished, and the count the rotated delivery file waits
+        # for: its lines may be dropped once every settlement queued before it committed.
+        self._taken = 0
+        self._committed = 0
+        self._rotation_target: int | None = None
         self.owner = owner
         self.checkpoint_s = checkpoint_s
         self.lease_s = lease_s
@@ -59,14 +70,30 @@ class Journal:
 
     async def reserve(self, hold: Hold) -> None:
         """Durably reserve ``hold``; raises ``InsufficientQuotaError`` when refused."""
-        hold.decided = asyncio.get_running_loop().create_future()
+        decided = hold.decided = asyncio.get_running_loop().create_future()
         self._reserves.append(hold)
         self._kick()
-        await asyncio.shield(hold.decided)
+        try:
+            await asyncio.shield(decided)
+        except asyncio.CancelledError:
+            # The client left while its reservation was being written: once the decision
+            # lands, give back what it reserved (nothing reached an engine).
+            decided.add_done_callback(lambda _: self._release_abandoned(hold))
+            raise
+
+    def _release_abandoned(self, hold: Hold) -> None:
+        decided = hold.decided
+        if decided is not None and not decided.cancelled() and decided.exception() is None:
+            self.settle(Settlement(hold, 0, 0, 0, 0, "cancelled", reached_engine=False))
 
     def track(self, request_id: str, progress: Progress) -> None:
         """Checkpoint this request's (prompt, completion) tokens while it runs."""
         self._live[request_id] = progress
+
+    def delivered(self, request_id: str, counts: tuple[int, int]) -> None:
+        """What reached this request's client so far, handed to the OS before it is sent."""
+        if self.deliveries is not None:
+            self.deliveries.record(request_id, counts)
 
     def settle(self, settlement: Settlement) -> None:
         self._live.pop(settlement.hold.request_id, None)
@@ -82,11 +109,18 @@ class Journal:
     async def start(self) -> None:
         await self._load_scopes()
         await renew_lease(self.db, self.owner)
-        await self.reconcile(owners=[self.owner])  # our previous life's orphans
+        # our previous life's orphans, charged what its delivery log says reached clients
+        delivered = self.deliveries.replay() if self.deliveries is not None else {}
+        await self.reconcile(owners=[self.owner], delivered=delivered)
         self._tasks = [
             asyncio.create_task(self._commit_loop(), name="journal-commit"),
             asyncio.create_task(self._housekeeping(), name="journal-housekeeping"),
         ]
+        if self.deliveries is not None:
+            self.deliveries.clear()
+            self._tasks.append(
+                asyncio.create_task(self.deliveries.sync_forever(), name="journal-fsync")
+            )
 
     async def drain(self) -> None:
         """Wait until everything queued so far is committed."""
@@ -101,6 +135,8 @@ class Journal:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self.deliveries is not None:
+            self.deliveries.close()
 
     # --- the two background tasks ------------------------------------------------------
 
@@ -111,35 +147,78 @@ class Journal:
             reserves, self._reserves = self._reserves, []
             settles, self._settles = self._settles, []
             if reserves or settles:
+                self._taken += 1
                 await self._commit(reserves, settles)
+                self._committed += 1
             if not (self._reserves or self._settles):
                 self._idle.set()
 
     async def _commit(self, reserves: list[Hold], settles: list[Settlement]) -> None:
         try:
-
-            def batch(s: Session) -> list[Exception | None]:
-                if settles:
-                    apply_settles(s, settles)
-                return apply_reserves(s, reserves, self.owner, self.scopes) if reserves else []
-
-            outcomes = await self.db.transaction(batch)
-        except Exception:
-            logger.exception(
-                "metering commit failed (%d reserves, %d settles)", len(reserves), len(settles)
-            )
-            refusal = ServiceUnavailableError(
-                "Billing is temporarily unavailable; the request was not started.",
-                headers={"Retry-After": "1"},
-            )
+            outcomes = await self._transaction(reserves, settles)
+        except Exception as exc:
+            if _unreachable(exc) or len(reserves) + len(settles) == 1:
+                await self._failed(reserves, settles, exc)
+                return
+            # One bad row must not stop billing for everyone: commit each alone, so only
+            # the one the database refuses is refused.
+            logger.warning("metering batch refused (%s); committing its rows one by one", exc)
+            for settlement in settles:
+                await self._commit_alone([], [settlement])
             for hold in reserves:
-                _resolve(hold, refusal)
-            self._settles[:0] = settles  # keep them; try again shortly
-            await asyncio.sleep(0.5)
-            self._wake.set()
+                await self._commit_alone([hold], [])
             return
         for hold, outcome in zip(reserves, outcomes, strict=True):
             _resolve(hold, outcome)
+
+    async def _transaction(
+        self, reserves: list[Hold], settles: list[Settlement]
+    ) -> list[Exception | None]:
+        def batch(s: Session) -> list[Exception | None]:
+            if settles:
+                apply_settles(s, settles)
+            return apply_reserves(s, reserves, self.owner, self.scopes) if reserves else []
+
+        return await self.db.transaction(batch)
+
+    async def _commit_alone(self, reserves: list[Hold], settles: list[Settlement]) -> None:
+        try:
+            outcomes = await self._transaction(reserves, settles)
+        except Exception as exc:
+            await self._failed(reserves, settles, exc)
+            return
+        for hold, outcome in zip(reserves, outcomes, strict=True):
+            _resolve(hold, outcome)
+
+    async def _failed(
+        self, reserves: list[Hold], settles: list[Settlement], exc: Exception
+    ) -> None:
+        """Refuse the reserves; keep settlements to retry while the database is away, but
+        drop one it refuses on its own (its reservation stays open: the next start's
+        reconciliation charges it from its last checkpoint, at most its hold)."""
+        refusal = ServiceUnavailableError(
+            "Billing is temporarily unavailable; the request was not started.",
+            headers={"Retry-After": "1"},
+        )
+        for hold in reserves:
+            _resolve(hold, refusal)
+        if not _unreachable(exc):
+            for s in settles:
+                logger.error(
+                    "settlement of %s refused by the database (%s); left to reconciliation",
+                    s.hold.request_id,
+                    exc,
+                )
+            return
+        logger.error(
+            "metering commit failed (%d reserves, %d settles): %s",
+            len(reserves),
+            len(settles),
+            exc,
+        )
+        self._settles[:0] = settles  # keep them; try again shortly
+        await asyncio.sleep(0.5)
+        self._wake.set()
 
     async def _housekeeping(self) -> None:
         beats = 0
@@ -153,6 +232,7 @@ class Journal:
                     beats = 0
                     await renew_lease(self.db, self.owner)
                     await self.reconcile(owners=await self._dead_owners())
+                    await self.purge(older_than=SETTLED_RETENTION)
             except Exception:
                 logger.exception("metering housekeeping failed; retrying")
 
@@ -160,8 +240,19 @@ class Journal:
         await self.db.transaction(self.scopes.load)
 
     async def _checkpoint(self) -> None:
+        log = self.deliveries
+        target = self._rotation_target
+        if log is not None and target is not None and self._committed >= target:
+            log.checkpointed()  # the last checkpoint and every settle before it are in
+            self._rotation_target = None
         if not self._live:
             return
+        covers: int | None = None
+        if log is not None and self._rotation_target is None:
+            # (no new file while a failed round's rotated one is left: this round covers it)
+            log.rotate()
+            pending = bool(self._reserves or self._settles) or not self._idle.is_set()
+            covers = self._taken + (1 if pending else 0)
         rows = []
         for request_id, progress in list(self._live.items()):
             prompt, completion = progress()
@@ -173,6 +264,8 @@ class Journal:
                     .where(Reservation.request_id == row["rid"], Reservation.state == "open")
                     .values(prompt_tokens=row["p"], completion_tokens=row["c"])
                 )
+        if covers is not None:  # committed: the rotated lines may go once settles do
+            self._rotation_target = covers
 
     async def _dead_owners(self) -> list[str]:
         cutoff = utcnow() - timedelta(seconds=self.lease_s * 2)
@@ -189,16 +282,40 @@ class Journal:
             )
         return sorted(owners - alive - {self.owner})
 
-    async def reconcile(self, owners: list[str]) -> int:
-        """Settle the open reservations of dead gateways with the usage known at the crash."""
+    async def purge(self, older_than: timedelta) -> int:
+        """Delete reservations settled or released longer ago than ``older_than``: the
+        ledger keeps each request's record, and a late settle finds no open row to charge."""
+        cutoff = utcnow() - older_than
+        async with self.db.session() as s, s.begin():
+            result = await s.execute(
+                delete(Reservation).where(
+                    Reservation.state != "open", Reservation.created_at <= cutoff
+                )
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def reconcile(
+        self, owners: list[str], delivered: dict[str, tuple[int, int]] | None = None
+    ) -> int:
+        """Settle the open reservations of dead gateways with the usage known at the crash:
+        the last checkpoint, or what ``delivered`` (a delivery log's replay) says, if more."""
         if not owners:
             return 0
-        settlements = await open_reservations_of(self.db, owners)
+        settlements = await open_reservations_of(self.db, owners, delivered or {})
         if not settlements:
             return 0
         settled = await self.db.transaction(lambda s: apply_settles(s, settlements))
         logger.warning("reconciled %d reservation(s) left open by %s", settled, owners)
         return settled
+
+
+def _unreachable(exc: Exception) -> bool:
+    """The database is away (worth retrying), rather than refusing these rows."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OSError)
 
 
 def _resolve(hold: Hold, outcome: Exception | None) -> None:

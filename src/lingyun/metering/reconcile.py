@@ -1,8 +1,9 @@
 """Reservations whose gateway died: rebuild their settlements from the last checkpoint.
 
-A reservation that was never settled is charged for the usage last checkpointed (the prompt
-estimate at admission, then what the engine had reported while streaming), and the rest of
-its hold is released. Its request id is the ledger entry's unique key, so this can never
+A reservation that was never settled is charged for the usage last checkpointed (nothing
+until its first byte reached the client, then what the engine had reported while
+streaming), and the rest of its hold is released; one that never reached a client is
+released without a charge. Its request id is the ledger entry's unique key, so this can never
 charge a request twice even if the dead gateway's settle landed after all.
 """
 
@@ -17,7 +18,9 @@ from lingyun.store.ledger import GatewayLease, Reservation
 from lingyun.store.models import utcnow
 
 
-async def open_reservations_of(db: Database, owners: list[str]) -> list[Settlement]:
+async def open_reservations_of(
+    db: Database, owners: list[str], delivered: dict[str, tuple[int, int]]
+) -> list[Settlement]:
     async with db.session() as s:
         rows = (
             await s.scalars(
@@ -28,15 +31,23 @@ async def open_reservations_of(db: Database, owners: list[str]) -> list[Settleme
         ).all()
     out: list[Settlement] = []
     for r in rows:
+        logged = delivered.get(r.request_id, (0, 0))
+        prompt, completion = max(r.prompt_tokens, logged[0]), max(r.completion_tokens, logged[1])
         hold = Hold(
             request_id=r.request_id, tenant_id=r.tenant_id, project_id=r.project_id,
             key_id=r.key_id, model=r.model, period=r.period,
-            prices=UnitPrices.from_json(r.prices), prompt_upper=0, output_upper=0,
+            prices=UnitPrices.from_json(r.prices),
+            prompt_upper=prompt, output_upper=completion,
             prompt_estimate=r.prompt_tokens, amount=r.amount, free_tokens=r.free_tokens,
             quota_id=r.quota_id,
             budgets=[(str(s), str(i)) for s, i in r.prices.get("budgets", [])],
         )  # fmt: skip
-        out.append(Settlement(hold, r.prompt_tokens, 0, r.completion_tokens, 0, "reconciled"))
+        out.append(
+            Settlement(
+                hold, prompt, 0, completion, 0, "reconciled",
+                reached_engine=bool(prompt or completion),
+            )
+        )  # fmt: skip
     return out
 
 

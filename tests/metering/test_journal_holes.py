@@ -1,0 +1,170 @@
+"""The holes a read of the money path found, each tried against a real database.
+
+Every test here failed before its fix: a cancelled admission leaked its reservation, one
+out-of-range settlement stopped billing for everyone, reconciliation charged requests that
+never reached an engine, charges could exceed the hold (balances below zero), free quotas
+were spent in a different order on SQLite and PostgreSQL, and settled reservations were
+kept forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from lingyun.metering import accounts
+from lingyun.metering.holds import Settlement
+from lingyun.metering.journal import Journal
+from lingyun.store.db import Database
+from lingyun.store.ledger import LedgerEntry, Reservation
+from tests.metering.conftest import TenantFactory
+from tests.metering.test_journal import hold, ledger_sum
+
+pytestmark = pytest.mark.anyio
+D = Decimal
+# A bound on how long a drain may take before we call it stuck (not a timing assert: a
+# healthy drain takes milliseconds; a stuck one never ends).
+STUCK_S = 60
+
+
+async def _reservations(db: Database, tenant: str) -> dict[str, str]:
+    async with db.session() as s:
+        rows = await s.execute(
+            select(Reservation.request_id, Reservation.state).where(Reservation.tenant_id == tenant)
+        )
+        return {str(r): str(st) for r, st in rows.all()}
+
+
+async def test_a_cancelled_admission_leaves_nothing_reserved(
+    db: Database, funded_tenant: TenantFactory
+) -> None:
+    tenant, project = await funded_tenant(D("1"))
+    journal = Journal(db, owner=f"gw-{secrets.token_hex(3)}")
+    await journal.start()
+    try:
+        h = hold(tenant, project, output=10)
+        task = asyncio.ensure_future(journal.reserve(h))
+        await asyncio.sleep(0)  # queued for the next commit, not yet decided
+        task.cancel()  # the client went away while its reservation was being written
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(journal.drain(), STUCK_S)
+    finally:
+        await journal.stop()
+    bal = await accounts.balance(db, tenant)
+    assert bal.reserved == 0 and bal.balance == D("1")
+    assert "open" not in (await _reservations(db, tenant)).values()
+
+
+async def test_a_poisoned_settlement_is_refused_alone(
+    db: Database, funded_tenant: TenantFactory
+) -> None:
+    good_tenant, good_project = await funded_tenant(D("1"))
+    bad_tenant, bad_project = await funded_tenant(D("1"))
+    journal = Journal(db, owner=f"gw-{secrets.token_hex(3)}")
+    await journal.start()
+    try:
+        good, bad = hold(good_tenant, good_project), hold(bad_tenant, bad_project)
+        await journal.reserve(good)
+        await journal.reserve(bad)
+        # an engine reported a token count no column can hold
+        journal.settle(Settlement(bad, 10**20, 0, 10**20, 0, "served"))
+        journal.settle(Settlement(good, 0, 0, 4, 0, "served"))
+        await asyncio.wait_for(journal.drain(), STUCK_S)
+        after = hold(good_tenant, good_project)
+        await asyncio.wait_for(journal.reserve(after), STUCK_S)  # billing goes on
+        journal.settle(Settlement(after, 0, 0, 1, 0, "served"))
+        await asyncio.wait_for(journal.drain(), STUCK_S)
+    finally:
+        await asyncio.wait_for(journal.stop(), STUCK_S)
+    assert await ledger_sum(db, good_tenant) == D("-0.005")
+    # the poisoned one is charged at most its hold, and its hold is not left reserved
+    bad_bal = await accounts.balance(db, bad_tenant)
+    assert bad_bal.reserved == 0 and bad_bal.balance >= 0
+    assert bad_bal.balance == bad_bal.ledger_sum
+
+
+async def test_reconciliation_charges_nothing_for_a_request_that_never_reached_an_engine(
+    db: Database, funded_tenant: TenantFactory
+) -> None:
+    tenant, project = await funded_tenant(D("1"))
+    owner = f"gw-{secrets.token_hex(3)}"
+    crashed = Journal(db, owner=owner, checkpoint_s=0.05)
+    await crashed.start()
+    h = hold(tenant, project, prompt=800, output=50)
+    await crashed.reserve(h)  # reserved, then the process dies before the engine is called
+    for task in crashed._tasks:
+        task.cancel()
+    restarted = Journal(db, owner=owner)
+    await restarted.start()
+    await restarted.stop()
+    assert await ledger_sum(db, tenant) == 0
+    bal = await accounts.balance(db, tenant)
+    assert bal.reserved == 0 and bal.balance == D("1")
+
+
+async def test_a_charge_never_exceeds_its_hold(db: Database, funded_tenant: TenantFactory) -> None:
+    tenant, project = await funded_tenant(D("0.01"))  # exactly one 10-token hold
+    journal = Journal(db, owner=f"gw-{secrets.token_hex(3)}")
+    await journal.start()
+    try:
+        h = hold(tenant, project, output=10)
+        await journal.reserve(h)
+        journal.settle(Settlement(h, 0, 0, 50, 0, "served"))  # the engine overran the bound
+        await journal.drain()
+    finally:
+        await journal.stop()
+    bal = await accounts.balance(db, tenant)
+    assert bal.balance == 0 and bal.reserved == 0  # charged the hold, never below zero
+    async with db.session() as s:
+        completion = await s.scalar(
+            select(LedgerEntry.completion_tokens).where(LedgerEntry.entry_key == h.request_id)
+        )
+    assert completion == 10
+
+
+async def test_free_quotas_are_spent_soonest_expiring_first_on_every_database(
+    db: Database, funded_tenant: TenantFactory
+) -> None:
+    tenant, project = await funded_tenant(D("1"))
+    model = f"m-{secrets.token_hex(3)}"
+    forever = await accounts.grant_quota(db, tenant, model, 100, None)
+    soon = await accounts.grant_quota(db, tenant, model, 100, datetime.now(UTC) + timedelta(days=3))
+    journal = Journal(db, owner=f"gw-{secrets.token_hex(3)}")
+    await journal.start()
+    try:
+        h = hold(tenant, project, output=10, model=model)
+        await journal.reserve(h)
+        journal.settle(Settlement(h, 0, 0, 10, 0, "served"))
+        await journal.drain()
+    finally:
+        await journal.stop()
+    assert h.quota_id == soon.id and h.quota_id != forever.id
+
+
+async def test_settled_reservations_are_purged(db: Database, funded_tenant: TenantFactory) -> None:
+    tenant, project = await funded_tenant(D("1"))
+    journal = Journal(db, owner=f"gw-{secrets.token_hex(3)}")
+    await journal.start()
+    try:
+        done, running = hold(tenant, project), hold(tenant, project)
+        await journal.reserve(done)
+        await journal.reserve(running)
+        journal.settle(Settlement(done, 0, 0, 3, 0, "served"))
+        await journal.drain()
+        await journal.purge(older_than=timedelta(0))
+        states = await _reservations(db, tenant)
+        journal.settle(Settlement(running, 0, 0, 3, 0, "served"))
+    finally:
+        await journal.stop()
+    assert states == {running.request_id: "open"}  # the ledger keeps the settled one
+    async with db.session() as s:
+        entries = await s.scalar(
+            select(func.count()).select_from(LedgerEntry).where(LedgerEntry.tenant_id == tenant)
+        )
+    assert entries == 3  # the top-up and both requests
