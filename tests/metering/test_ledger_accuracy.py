@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
@@ -108,6 +109,22 @@ async def _drive(server: LingyunServer, keys: dict[str, str]) -> list[Sent]:
         return await asyncio.gather(*(guarded(t, k) for t, k in _plan()))
 
 
+def _wait_logged(paths: list[Path], ids: set[str], deadline_s: float = 120.0) -> None:
+    """Until every id is in the engines' logs (or the deadline: the asserts then say which)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        # (a line still being written has no newline yet: only whole lines count)
+        logged = {
+            json.loads(line)["request_id"]
+            for path in paths
+            if path.exists()
+            for line in path.read_text().split("\n")[:-1]
+        }
+        if ids <= logged:
+            return
+        time.sleep(0.2)
+
+
 def _engine_usage(paths: list[Path]) -> dict[str, dict[str, object]]:
     usage: dict[str, dict[str, object]] = {}
     for path in paths:
@@ -146,6 +163,10 @@ def test_ten_thousand_mixed_requests(tmp_path: Path, fresh_database_url: str) ->
     server.start()
     try:
         sent = asyncio.run(_drive(server, keys))
+        # An engine logs a cancelled stream when it notices its caller left, which on a busy
+        # machine can come after the client is done: wait for that state before stopping
+        # (stopping kills replicas, and with them what they had not yet written).
+        _wait_logged(logs, {s.request_id for s in sent})
     finally:
         server.stop()  # drains every settlement before it exits
 
