@@ -8,10 +8,14 @@ zero.
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import openai
+import pytest
 from sqlalchemy import select
 
 from lingyun.store.ledger import LedgerEntry
@@ -88,3 +92,59 @@ def test_the_bound_reserved_is_the_bound_sent_upstream(
     assert reply.choices[0].finish_reason == "length"
     assert Decimal(balance["balance"]) == 0 and Decimal(balance["reserved"]) == 0
     assert _entries(fresh_database_url) == [("sim", 10, Decimal("-0.01"))]
+
+
+def test_the_usage_report_and_the_invoice_agree_to_the_token(
+    tmp_path: Path, fresh_database_url: str
+) -> None:
+    server = LingyunServer(
+        data_dir=tmp_path / "lingyun",
+        database_url=fresh_database_url,
+        models=[{"name": "sim", "engine": "simulator", "args": {"itl_ms": 5}}],
+    )
+    key = server.create_key("agreeing")
+    server.cli("prices", "set", "sim", "--input", "2", "--output", "8")
+    server.cli("topup", "--tenant", "agreeing", "--amount", "10")
+    server.start()
+    try:
+        client = server.client(key, max_retries=0)
+        for n in (3, 7, 11):
+            client.chat.completions.create(model="sim", messages=MSG, max_tokens=n)  # type: ignore[arg-type]
+        for _ in client.chat.completions.create(model="sim", messages=MSG, stream=True):  # type: ignore[arg-type]
+            pass
+        with client.chat.completions.create(
+            model="sim",
+            messages=MSG,  # type: ignore[arg-type]
+            max_tokens=400,
+            stream=True,
+        ) as cut:
+            for i, _ in enumerate(cut):
+                if i == 3:
+                    break  # the client goes away mid-stream
+        with pytest.raises(openai.NotFoundError):  # refused: not a billed request
+            client.chat.completions.create(model="no-such-model", messages=MSG)  # type: ignore[arg-type]
+        month = datetime.now(UTC).strftime("%Y-%m")
+
+        def billed() -> dict[str, object]:
+            invoice: dict[str, object] = server.cli_json(
+                "invoice", "--tenant", "agreeing", "--month", month
+            )
+            return invoice
+
+        deadline = time.monotonic() + 60
+        while sum(line["requests"] for line in billed()["lines"]) < 5:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, billed()
+            time.sleep(0.2)
+        invoice = billed()
+        report = httpx.get(
+            f"{server.base_url}/v1/usage", headers={"authorization": f"Bearer {key}"}
+        ).json()
+    finally:
+        server.stop()
+    fields = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens")
+    invoiced = {
+        line["model"]: tuple(line[f] for f in fields)
+        for line in invoice["lines"]  # type: ignore[attr-defined]
+    }
+    reported = {row["model"]: tuple(row[f] for f in fields) for row in report["data"]}
+    assert invoiced == reported and invoiced["sim"][0] == 5

@@ -1,7 +1,9 @@
-"""Usage reports from ``usage_records``: one tenant's tokens by day x model x project.
+"""Usage reports from the ledger: one tenant's billed tokens by day x model x project.
 
-Scoped by tenant id in the query itself, so a caller can only ever read the tenant it was
-authenticated for. (Amounts are billing's; it may extend this report.)
+Read from the same append-only entries as balances and invoices (one per request that
+reached a client), so a tenant's usage report and its invoice agree to the token. Scoped by
+tenant id in the query itself, so a caller can only ever read the tenant it was
+authenticated for.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from sqlalchemy import Date, cast, func, select
 
 from lingyun.errors import InvalidRequestError
 from lingyun.store.db import Database
-from lingyun.store.models import Project, UsageRecord
+from lingyun.store.ledger import LedgerEntry
+from lingyun.store.models import Project
 
 MAX_DAYS = 366
 MIN_DATE, MAX_DATE = date(2000, 1, 1), date(9000, 12, 31)
@@ -60,24 +63,25 @@ async def usage_report(
 ) -> list[UsageRow]:
     lo = datetime.combine(start, time.min, UTC)
     hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
-    col = UsageRecord.created_at
+    e = LedgerEntry
+    col = e.created_at
     day: Any = func.date(col) if db.is_sqlite else cast(func.timezone("UTC", col), Date)
     query = (
         select(
             day.label("day"),
-            UsageRecord.model,
-            UsageRecord.project_id,
-            func.count(UsageRecord.id),
-            func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
-            func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
-            func.coalesce(func.sum(UsageRecord.cached_tokens), 0),
+            e.model,
+            e.project_id,
+            func.count(e.id),
+            func.coalesce(func.sum(e.prompt_tokens), 0),
+            func.coalesce(func.sum(e.completion_tokens), 0),
+            func.coalesce(func.sum(e.cached_tokens), 0),
         )
-        .where(UsageRecord.tenant_id == tenant_id, col >= lo, col < hi)
-        .group_by(day, UsageRecord.model, UsageRecord.project_id)
-        .order_by(day, UsageRecord.model, UsageRecord.project_id)
+        .where(e.tenant_id == tenant_id, e.kind == "usage", col >= lo, col < hi)
+        .group_by(day, e.model, e.project_id)
+        .order_by(day, e.model, e.project_id)
     )
     if project_id is not None:
-        query = query.where(UsageRecord.project_id == project_id)
+        query = query.where(e.project_id == project_id)
     async with db.session() as s:
         rows = (await s.execute(query)).all()
         names = dict(
