@@ -179,7 +179,8 @@ class Journal:
                 apply_settles(s, settles)
             return apply_reserves(s, reserves, self.owner, self.scopes) if reserves else []
 
-        return await self.db.transaction(batch)
+        # fast commits: a crash of this process loses none; _housekeeping syncs each second
+        return await self.db.transaction(batch, durable=False)
 
     async def _commit_alone(self, reserves: list[Hold], settles: list[Settlement]) -> None:
         try:
@@ -221,12 +222,15 @@ class Journal:
         self._wake.set()
 
     async def _housekeeping(self) -> None:
-        beats = 0
+        beats = synced = 0
         while True:
             await asyncio.sleep(self.checkpoint_s)
             try:
                 await self._load_scopes()
                 await self._checkpoint()
+                if self._committed != synced:  # what a power loss can take: this period
+                    synced = self._committed
+                    await self.db.sync()
                 beats += 1
                 if beats * self.checkpoint_s >= self.lease_s / 3:
                     beats = 0
