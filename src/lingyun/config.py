@@ -55,6 +55,9 @@ class DeploymentConfig(BaseModel):
     resources: dict[str, Any] = Field(default_factory=dict)
     fallbacks: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
+    # The most output tokens one request may ask for (the model's context); a larger
+    # max_tokens is refused with 400 before anything is reserved or sent.
+    max_output_tokens: int | None = Field(default=None, ge=1)
 
     @field_validator("engine")
     @classmethod
@@ -124,6 +127,8 @@ class Settings(BaseSettings):
     # instead of as child processes; see docs/multi-node.md.
     ray_address: str | None = None
     models: list[DeploymentConfig] | None = None
+    # Bearer token for /health?details=1 (monitoring); platform admins' tokens work too.
+    health_token: str | None = None
 
     def instance_owner(self) -> str:
         return self.instance_name or f"{socket.gethostname()}:{self.port}"
