@@ -8,14 +8,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from lingyun import __version__
 from lingyun.admission import AdmissionControl
 from lingyun.api.admin import router as admin_router
 from lingyun.api.errors import install_error_handlers
+from lingyun.api.health import router as health_router
 from lingyun.api.openai.routes import router as openai_router
 from lingyun.api.openai.usage import router as usage_router
 from lingyun.config import Settings
@@ -125,31 +125,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(usage_router)
     app.include_router(admin_router)
 
-    @app.get("/health", tags=["ops"])
-    async def health(request: Request) -> dict[str, Any]:
-        sup: Supervisor = request.app.state.supervisor
-        return {
-            "status": "ok",
-            "deployments": [
-                {
-                    "name": d.name,
-                    "engine": d.engine,
-                    "healthy_replicas": d.healthy_replicas,
-                    "replicas": len(d.replicas),
-                    "error": d.error,
-                    "replica_states": [
-                        {
-                            "id": r.replica_id,
-                            "state": r.state.value,
-                            "pid": r.pid,
-                            "restarts": r.restarts,
-                        }
-                        for r in d.replicas
-                    ],
-                }
-                for d in sup.status()
-            ],
-        }
+    app.include_router(health_router)
+    app.state.health_token = settings.health_token
 
     return app
 

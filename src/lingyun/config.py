@@ -7,11 +7,19 @@ over the file, the file over the environment.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -47,15 +55,21 @@ class DeploymentConfig(BaseModel):
     resources: dict[str, Any] = Field(default_factory=dict)
     fallbacks: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
+    # The most output tokens one request may ask for (the model's context); a larger
+    # max_tokens is refused with 400 before anything is reserved or sent.
+    max_output_tokens: int | None = Field(default=None, ge=1)
 
     def output_bound(self) -> int:
         """Output tokens per choice when a client sets no limit: the bound a request's
         reservation is sized for, and the ``max_tokens`` sent upstream, so the engine
         cannot overrun what was reserved."""
+        if self.max_output_tokens is not None:
+            return self.max_output_tokens
         return int(self.args.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS))
 
     def bounds_output(self) -> bool:
-        return "max_output_tokens" in self.args
+        """Did the operator declare a bound (``max_output_tokens``, or in ``args``)?"""
+        return self.max_output_tokens is not None or "max_output_tokens" in self.args
 
     @field_validator("engine")
     @classmethod
@@ -65,6 +79,28 @@ class DeploymentConfig(BaseModel):
         if value not in ENGINES:
             raise ValueError(f"unknown engine {value!r}; choose one of {sorted(ENGINES)}")
         return value
+
+    # What the gateway may call, and which secret it may send: engines/upstream/outbound.py.
+    @field_validator("api_key_env")
+    @classmethod
+    def _allowed_key_env(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from lingyun.engines.upstream.outbound import check_key_env
+
+        return None if value is None else _named(info, check_key_env, value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _safe_base_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from lingyun.engines.upstream.outbound import check_base_url
+
+        return None if value is None else _named(info, check_base_url, value)
+
+
+def _named(info: ValidationInfo, check: Callable[[str], str], value: str) -> str:
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ValueError(f"deployment {info.data.get('name')!r}: {exc}") from None
 
 
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
@@ -106,6 +142,8 @@ class Settings(BaseSettings):
     # instead of as child processes; see docs/multi-node.md.
     ray_address: str | None = None
     models: list[DeploymentConfig] | None = None
+    # Bearer token for /health?details=1 (monitoring); platform admins' tokens work too.
+    health_token: str | None = None
 
     def instance_owner(self) -> str:
         return self.instance_name or f"{socket.gethostname()}:{self.port}"
@@ -144,4 +182,13 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         return Settings(**values)
     except ValidationError as exc:
-        raise ValueError(f"invalid configuration: {exc}") from exc
+        raise ValueError(f"invalid configuration: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation error without the values it refused: a refused ``base_url`` may carry a
+    password, and this text goes to terminals and logs."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or 'value'}: {err['msg']}"
+        for err in exc.errors(include_input=False, include_url=False)
+    )

@@ -48,7 +48,9 @@ def build(args: dict[str, Any], model: str | None = MODEL) -> list[str]:
         pytest.param({"enable_prefix_caching": False}, ["--no-enable-prefix-caching"], id="false"),
         pytest.param({"quantization": None}, [], id="none-left-out"),
         pytest.param(
-            {"api_key": ["k1", "k2"]}, ["--api-key", "k1", "--api-key", "k2"], id="list-repeats"
+            {"lora_modules": ["a=/x", "b=/y"]},
+            ["--lora-modules", "a=/x", "--lora-modules", "b=/y"],
+            id="list-repeats",
         ),
         pytest.param(
             {"speculative_config": {"method": "ngram", "num_speculative_tokens": 5}},
@@ -94,6 +96,7 @@ def test_venv_from_args_then_env_then_default(monkeypatch: pytest.MonkeyPatch) -
     [
         pytest.param({}, None, "'qwen'.*needs `model`", id="missing-model"),
         pytest.param({"port": 9}, MODEL, "args.port is set by Lingyun", id="reserved-port"),
+        pytest.param({"api_key": "k"}, MODEL, "secret goes in VLLM_API_KEY", id="reserved-api-key"),
         pytest.param(
             {"served-model-name": "x"}, MODEL, "is set by Lingyun", id="reserved-served-name"
         ),

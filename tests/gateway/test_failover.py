@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
@@ -122,7 +121,7 @@ def test_fallbacks_are_bounded_by_the_retry_budget(failover: LingyunServer) -> N
 
 def test_replica_killed_mid_load_is_retried_elsewhere(failover: LingyunServer) -> None:
     key = failover.create_key("kill")
-    health = httpx.get(f"{failover.base_url}/health", timeout=5).json()
+    health = failover.health()
     (sim,) = [d for d in health["deployments"] if d["name"] == "sim"]
     victim = sim["replica_states"][0]["pid"]
 

@@ -7,7 +7,6 @@ import signal
 import threading
 import time
 
-import httpx
 import openai
 import pytest
 
@@ -17,7 +16,7 @@ MSG = [{"role": "user", "content": "count for me"}]
 
 
 def _replica_pid(served: Served, name: str) -> int:
-    for dep in httpx.get(f"{served.server.base_url}/health", timeout=5).json()["deployments"]:
+    for dep in served.server.health()["deployments"]:
         if dep["name"] == name:
             pids = [r["pid"] for r in dep["replica_states"] if r["pid"]]
             assert pids, dep

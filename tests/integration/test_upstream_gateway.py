@@ -38,12 +38,12 @@ def cloud(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                  "base_url": roots["ark"] + "/api/v3", "model": ARK_ENDPOINT},
                 {"name": "wrong-key", "engine": "openai-compatible", "provider": "dashscope",
                  "base_url": roots["dashscope"] + "/compatible-mode/v1",
-                 "api_key_env": "WRONG_KEY", "model": "qwen-plus"},
+                 "api_key_env": "LINGYUN_UPSTREAM_WRONG_KEY", "model": "qwen-plus"},
                 {"name": "no-key", "engine": "openai-compatible", "provider": "dashscope",
-                 "api_key_env": "LINGYUN_TEST_UNSET_KEY", "model": "qwen-plus"},
+                 "api_key_env": "LINGYUN_UPSTREAM_TEST_UNSET_KEY", "model": "qwen-plus"},
             ],
             env={"DASHSCOPE_API_KEY": STANDIN_KEY, "QIANFAN_API_KEY": STANDIN_KEY,
-                 "ARK_API_KEY": STANDIN_KEY, "WRONG_KEY": "sk-not-the-right-one"},
+                 "ARK_API_KEY": STANDIN_KEY, "LINGYUN_UPSTREAM_WRONG_KEY": "sk-not-the-right-one"},
         )  # fmt: skip
         server.start(wait_for=["qwen-plus", "ernie", "doubao", "wrong-key"])
         stack.callback(server.stop)

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import psutil
 import pytest
 
 from tests.serving.ray_cluster import RAY_ENV, RayCluster
+from tests.support import replicas
 from tests.support.databases import fresh_sqlite
 from tests.support.server import LingyunServer
 
@@ -130,6 +132,23 @@ def test_two_replicas_on_ray_keep_serving_through_an_actor_kill(ray_served: RayS
     assert errors == []
     assert served[0] > 10
     assert not psutil.pid_exists(victim["pid"])  # the old engine went with its actor
+
+
+def test_a_ray_replica_refuses_a_direct_request_without_its_secret(
+    ray_served: RayServed,
+) -> None:
+    # A Ray replica listens on its node's address, so anything on the cluster network can
+    # reach it: the per-start secret is what keeps it the gateway's alone.
+    dep = ray_served.wait("sim-b", lambda d: d["healthy_replicas"] == 1)
+    pid = dep["replica_states"][0]["pid"]
+    argv = replicas.cmdline(pid)
+    base = f"http://{argv[argv.index('--host') + 1]}:{replicas.listen_port(pid)}"
+    body = {"model": "sim-b", "messages": MSG}
+    for headers in ({}, {"Authorization": "Bearer guessed"}):
+        resp = httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers)
+        assert resp.status_code == 401, resp.text
+    assert all(b"LINGYUN_REPLICA_SECRET" not in raw for _, raw in replicas.all_cmdlines())
+    assert chat(ray_served.client, "sim-b")  # the gateway holds the secret
 
 
 def test_replica_lands_on_the_node_with_its_resource(ray_served: RayServed) -> None:

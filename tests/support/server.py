@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -39,6 +40,8 @@ class LingyunServer:
     # More `lingyun serve` flags, e.g. ["--ray-address", "127.0.0.1:6380"].
     serve_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    # Opens /health?details=1 (the open /health says only "ok").
+    health_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     @property
     def base_url(self) -> str:
@@ -95,7 +98,7 @@ class LingyunServer:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **self.env},
+                env={**os.environ, "LINGYUN_HEALTH_TOKEN": self.health_token, **self.env},
             )
         self.wait_healthy(wait_for if wait_for is not None else [m["name"] for m in self.models],
                           timeout_s)  # fmt: skip
@@ -107,7 +110,7 @@ class LingyunServer:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"lingyun serve exited early:\n{self.log_tail()}")
             try:
-                last = httpx.get(f"{self.base_url}/health", timeout=2).json()
+                last = self.health(timeout_s=2)
                 ready = {d["name"] for d in last["deployments"] if d["healthy_replicas"] > 0}
                 if set(models) <= ready:
                     return
@@ -116,8 +119,14 @@ class LingyunServer:
             time.sleep(0.2)
         raise AssertionError(f"not healthy in {timeout_s}s: {last}\n{self.log_tail()}")
 
-    def health(self) -> Any:
-        return httpx.get(f"{self.base_url}/health", timeout=5).json()
+    def health(self, timeout_s: float = 5) -> Any:
+        """The detailed health (deployments, replica states), with the operators' token."""
+        return httpx.get(
+            f"{self.base_url}/health",
+            params={"details": "1"},
+            headers={"Authorization": f"Bearer {self.health_token}"},
+            timeout=timeout_s,
+        ).json()
 
     def log_tail(self, n: int = 60) -> str:
         path = self.data_dir / "serve.log"

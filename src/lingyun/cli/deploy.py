@@ -21,7 +21,7 @@ from lingyun.cli.common import (
     run_with_db,
     settings_from,
 )
-from lingyun.config import DeploymentConfig
+from lingyun.config import DeploymentConfig, describe
 from lingyun.serving.deployments import DeploymentStore, merge
 
 
@@ -68,7 +68,7 @@ def deploy(
             base_url=base_url, api_key_env=api_key_env, args=args,
         )  # fmt: skip
     except ValidationError as exc:
-        fail(str(exc))
+        fail(describe(exc))
     settings = settings_from(config, data_dir, database_url)
     if any(d.name == name for d in settings.deployments() if settings.models is not None):
         fail(f"{name!r} is declared in the config file; change it there")

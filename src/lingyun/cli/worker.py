@@ -7,8 +7,10 @@ FastAPI) happen inside the command so that ``lingyun --help`` stays fast.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import os
 from typing import Any
 
 import typer
@@ -62,12 +64,15 @@ def worker(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    secret = _take_secret(host)
     try:
         loaded = create_backend(backend, model, backend_args)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     logger.info("worker %s (%s) loaded; serving on %s:%d", served_model_name, backend, host, port)
-    app = create_app(loaded, served_model_name, usage_log=backend_args.get("usage_log"))
+    app = create_app(
+        loaded, served_model_name, usage_log=backend_args.get("usage_log"), secret=secret
+    )
     # A stopped replica should go quickly: streams still open after 5 s are cut.
     uvicorn.run(
         app,
@@ -77,6 +82,33 @@ def worker(
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+
+
+def _take_secret(host: str) -> str | None:
+    """The replica secret from the environment (removed there, so nothing this process
+    starts inherits it). Without one the worker answers anyone, so it may then listen only
+    on loopback: a worker on a network address without a secret is refused."""
+    from lingyun.engines.base import REPLICA_SECRET_ENV
+
+    secret = os.environ.pop(REPLICA_SECRET_ENV, "") or None
+    if secret is None and not _is_loopback(host):
+        raise typer.BadParameter(
+            f"a worker listening on {host} needs a secret in the environment variable "
+            f"{REPLICA_SECRET_ENV} (supervisors set it); without one, listen on 127.0.0.1",
+            param_hint="--host",
+        )
+    if secret is None:
+        logger.warning("no %s set: this worker answers any local caller", REPLICA_SECRET_ENV)
+    return secret
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 if __name__ == "__main__":

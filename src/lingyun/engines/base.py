@@ -14,6 +14,9 @@ from lingyun.engines.dialect import OPENAI_DIALECT, Dialect
 if TYPE_CHECKING:
     from lingyun.config import DeploymentConfig
 
+# Where our worker reads the per-replica secret its supervisor hands it (never argv).
+REPLICA_SECRET_ENV = "LINGYUN_REPLICA_SECRET"
+
 
 @dataclass(frozen=True)
 class ProcessSpec:
@@ -26,6 +29,10 @@ class ProcessSpec:
     ready_timeout_s: float = 300.0
     # The "model" value the process expects in requests.
     model_id: str = ""
+    # Environment variables through which the engine takes the replica secret that the
+    # supervisor generates for each start (vLLM: VLLM_API_KEY, llama.cpp: API_KEY). Requests
+    # without ``Authorization: Bearer <secret>`` are refused by the engine.
+    secret_env: tuple[str, ...] = (REPLICA_SECRET_ENV,)
 
 
 @dataclass(frozen=True)

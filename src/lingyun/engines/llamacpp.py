@@ -20,8 +20,10 @@ which this module papers over so the supervisor and the gateway see a plain Open
   ``ready_timeout_s``.
 * Any environment variable named like a server setting (``API_KEY``, ``N_CTX``, ``MODEL``,
   ...; pydantic-settings, case-insensitive) configures the server when no flag does. The
-  replica inherits the supervisor's environment: an ``API_KEY`` there would make every
-  replica answer 401 to the gateway. Keep such names out of it.
+  replica inherits the supervisor's environment; ``API_KEY`` is the one we set ourselves:
+  the supervisor's per-replica secret (``ProcessSpec.secret_env``), never a flag, so it stays
+  out of ``/proc/*/cmdline`` and the replica log. llama.cpp's key does not guard
+  ``/openapi.json`` (the health probe); every model endpoint demands it.
 
 Left to the gateway (nothing a flag can change in 0.3.x): streams carry no ``usage`` even
 with ``stream_options.include_usage``; streams drop characters whose UTF-8 bytes span
@@ -52,8 +54,8 @@ _Kind = Literal["int", "float", "str", "bool", "list", "json"]
 
 # Settings of llama_cpp.server that a deployment may set through ``args``.
 # Left out on purpose: model/model_alias/host/port (the deployment owns them), vocab_only
-# (a server that cannot generate), api_key/ssl_*/root_path/config_file (the gateway talks
-# to replicas over plain local HTTP without credentials).
+# (a server that cannot generate), api_key (the supervisor sets it through the environment)/
+# ssl_*/root_path/config_file (the gateway talks to replicas over plain local HTTP).
 ARG_KINDS: dict[str, _Kind] = {
     # model loading and placement
     "n_gpu_layers": "int",
@@ -143,6 +145,7 @@ class LlamaCppEngine:
             health_path="/openapi.json",
             ready_timeout_s=ready_timeout_s,
             model_id=dep.name,
+            secret_env=("API_KEY",),
         )
 
 

@@ -4,8 +4,8 @@ vLLM pins its own CUDA torch, transformers and fastapi, so it cannot share Lingy
 environment; it lives in a separate virtualenv and this module never imports it. The
 deployment's ``args`` become ``vllm serve`` flags::
 
-    args: {tensor_parallel_size: 2, enable_auto_tool_choice: true, api_key: [a, b]}
-    -> --tensor-parallel-size 2 --enable-auto-tool-choice --api-key a --api-key b
+    args: {tensor_parallel_size: 2, enable_auto_tool_choice: true, max_lora_rank: [a, b]}
+    -> --tensor-parallel-size 2 --enable-auto-tool-choice --max-lora-rank a --max-lora-rank b
 
 ``true`` is a bare flag, ``false`` is ``--no-<flag>`` (vLLM's boolean flags accept both
 forms), ``null`` is left out, a list repeats the flag, a mapping is passed as JSON (what
@@ -13,6 +13,11 @@ vLLM expects for ``--speculative-config`` and friends). Three keys are Lingyun's
 vLLM's, and are not passed on: ``venv`` (the virtualenv holding ``bin/vllm``; else env
 ``LINGYUN_VLLM_VENV``; else ``.venv-vllm``), ``env`` (extra environment variables, e.g.
 ``CUDA_VISIBLE_DEVICES``) and ``ready_timeout_s`` (how long loading may take).
+
+The replica's secret reaches vLLM as ``VLLM_API_KEY`` (``ProcessSpec.secret_env``), never
+as ``--api-key``: argv is readable by every local user in ``/proc/*/cmdline`` and is written
+to the replica log. ``api_key`` in ``args`` is therefore refused. vLLM's key does not guard
+``/health``, ``/metrics`` or ``/tokenize``; keep replicas on addresses only the gateway reaches.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ VENV_ENV_VAR = "LINGYUN_VLLM_VENV"
 # Downloading and loading a large model, then compiling CUDA graphs, takes many minutes.
 DEFAULT_READY_TIMEOUT_S = 1800.0
 # Flags the supervisor sets itself; a deployment setting them would break routing.
-_RESERVED = frozenset({"host", "port", "served_model_name", "model"})
+_RESERVED = frozenset({"host", "port", "served_model_name", "model", "api_key"})
+SECRET_ENV = "VLLM_API_KEY"
 _LINGYUN_KEYS = ("venv", "env", "ready_timeout_s")
 
 
@@ -65,6 +71,7 @@ class VllmEngine:
             health_path="/health",
             ready_timeout_s=ready_timeout_s,
             model_id=dep.name,
+            secret_env=(SECRET_ENV,),
         )
 
 
@@ -75,8 +82,9 @@ def args_to_flags(deployment: str, args: Mapping[str, Any]) -> list[str]:
         name = str(key).removeprefix("--").replace("_", "-")
         if name.replace("-", "_") in _RESERVED:
             raise ValueError(
-                f"deployment {deployment!r}: args.{key} is set by Lingyun; "
-                "use the deployment's name/model fields instead"
+                f"deployment {deployment!r}: args.{key} is set by Lingyun (the replica "
+                "secret goes in VLLM_API_KEY; host, port and names come from the "
+                "deployment's fields); remove it"
             )
         flag = f"--{name}"
         if value is None:

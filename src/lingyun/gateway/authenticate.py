@@ -4,6 +4,10 @@ Lookups are cached in memory for ``ttl_s`` (hits and misses alike), so the hot p
 database round trip; a revoked key stops working within ``ttl_s`` on every gateway, and a
 flood of made-up keys costs one query per distinct key per ``ttl_s``. Concurrent misses on
 one key share a single query.
+
+Known keys and unknown ones live in two separate LRUs: a flood of random keys fills only the
+negative cache (``max_misses``) and can never evict a real key, which stays cached while it
+is used (each hit moves it to the young end) and costs no lookup within its ``ttl_s``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from lingyun.errors import AuthenticationError
 from lingyun.tenancy.keys import hash_secret
@@ -29,23 +34,24 @@ class Authenticator:
         ttl_s: float = 1.0,
         max_entries: int = 100_000,
         on_use: OnUse | None = None,
+        max_misses: int = 100_000,
     ) -> None:
         self._lookup = lookup
         self._on_use = on_use
         self._ttl = ttl_s
         self._max = max_entries
-        self._cache: OrderedDict[str, tuple[float, KeyInfo | None]] = OrderedDict()
+        self._max_misses = max_misses
+        # digest -> (expires at, key); least recently used first.
+        self._cache: OrderedDict[str, tuple[float, KeyInfo]] = OrderedDict()
+        # digest -> expires at, for keys the database does not know.
+        self._misses: OrderedDict[str, float] = OrderedDict()
         self._pending: dict[str, asyncio.Task[KeyInfo | None]] = {}
 
     async def authenticate(self, authorization: str | None) -> KeyInfo:
         secret = _bearer(authorization)
         digest = hash_secret(secret)
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            info = hit[1]
-        else:
-            info = await self._load(digest)
+        cached = self._cached(digest)
+        info = await self._load(digest) if isinstance(cached, _Uncached) else cached
         if info is None:
             raise AuthenticationError(
                 f"Incorrect API key provided: {_redact(secret)}. "
@@ -60,6 +66,18 @@ class Authenticator:
     def invalidate(self) -> None:
         """Forget everything, e.g. after this process revoked a key."""
         self._cache.clear()
+        self._misses.clear()
+
+    def _cached(self, digest: str) -> KeyInfo | _Uncached | None:
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            self._cache.move_to_end(digest)
+            return hit[1]
+        miss = self._misses.get(digest)
+        if miss is not None and miss > now:
+            return None
+        return _UNCACHED
 
     async def _load(self, digest: str) -> KeyInfo | None:
         # The query runs as its own task so a cancelled client cannot cancel it for the
@@ -75,11 +93,28 @@ class Authenticator:
             info = await self._lookup(digest)
         finally:
             self._pending.pop(digest, None)
-        self._cache[digest] = (time.monotonic() + self._ttl, info)
-        self._cache.move_to_end(digest)
-        while len(self._cache) > self._max:
-            self._cache.popitem(last=False)
+        expires = time.monotonic() + self._ttl
+        if info is None:
+            self._cache.pop(digest, None)
+            _put(self._misses, digest, expires, self._max_misses)
+        else:
+            self._misses.pop(digest, None)
+            _put(self._cache, digest, (expires, info), self._max)
         return info
+
+
+class _Uncached:
+    """Not in either cache (or expired): ask the database."""
+
+
+_UNCACHED = _Uncached()
+
+
+def _put(lru: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None:
+    lru[key] = value
+    lru.move_to_end(key)
+    while len(lru) > limit:
+        lru.popitem(last=False)
 
 
 def _bearer(authorization: str | None) -> str:

@@ -27,7 +27,12 @@ from lingyun.api.openai.protocol import (
     parse_request,
 )
 from lingyun.config import DeploymentConfig
-from lingyun.errors import ClientDisconnectedError, LingyunError, RequestTooLargeError
+from lingyun.errors import (
+    ClientDisconnectedError,
+    InvalidRequestError,
+    LingyunError,
+    RequestTooLargeError,
+)
 from lingyun.gateway.admit import Admission
 from lingyun.gateway.authenticate import Authenticator
 from lingyun.gateway.context import RequestContext
@@ -115,6 +120,12 @@ class Gateway:
                     chain = list(dep.fallbacks)
                 if dep is None or attempt >= len(chain) or not falls_back(err, ctx):
                     raise
+                # Fallbacks the tenant may not use are skipped, never tried: a 404 naming
+                # them would tell the tenant of models it was not granted.
+                while attempt < len(chain) and not self.catalog.usable(key, chain[attempt]):
+                    attempt += 1
+                if attempt >= len(chain):
+                    raise
                 if not self.retry_budget.withdraw(dep.name):
                     logger.warning("retry budget of %s spent: no fallback", dep.name)
                     raise
@@ -135,11 +146,13 @@ class Gateway:
             # Prices, grants, quotas, limits and usage go by the canonical name, never by
             # the alias a client sent.
             ctx.model = ctx.deployment.name
+            _check_output_bound(ctx, ctx.deployment)
             _bound_output(ctx, ctx.deployment)
             self.retry_budget.deposit(ctx.deployment.name)
             await self.admission.admit(ctx)
             finish.admitted = True
-            await self.queue.acquire(ctx)
+            # A client that leaves while queued gives up its place and its reservation.
+            await _unless_disconnected(request, self.queue.acquire(ctx))
             finish.queued = True
             if ctx.stream:
                 resp = await self._with_replica(ctx, finish, self.relay.open_stream)
@@ -271,6 +284,16 @@ def _bound_output(ctx: RequestContext, dep: DeploymentConfig) -> None:
     if ctx.endpoint != EMBEDDINGS.name and ctx.max_output_tokens is None and dep.bounds_output():
         ctx.max_output_tokens = dep.output_bound()
         ctx.body["max_tokens"] = ctx.max_output_tokens
+
+
+def _check_output_bound(ctx: RequestContext, dep: DeploymentConfig) -> None:
+    bound = dep.output_bound() if dep.bounds_output() else None
+    if bound is not None and ctx.max_output_tokens is not None and ctx.max_output_tokens > bound:
+        raise InvalidRequestError(
+            f"max_tokens is {ctx.max_output_tokens}, more than model `{ctx.model}` allows "
+            f"({bound}); ask for at most {bound}.",
+            param="max_tokens",
+        )
 
 
 def _headers(ctx: RequestContext) -> dict[str, str]:

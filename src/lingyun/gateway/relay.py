@@ -124,7 +124,7 @@ class Relay:
         """Status and whole body of a non-streaming call."""
         url, body, headers = self._request(ctx)
         try:
-            resp = await self.session.post(url, data=body, headers=headers)
+            resp = await self.session.post(url, data=body, headers=headers, allow_redirects=False)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _translate(exc, before_answer=True) from exc
         try:
@@ -137,7 +137,9 @@ class Relay:
     async def _open(self, ctx: RequestContext) -> aiohttp.ClientResponse:
         url, body, headers = self._request(ctx)
         try:
-            return await self.session.post(url, data=body, headers=headers)
+            # Never follow a redirect: a misbehaving upstream could point the gateway at an
+            # internal URL and have its body relayed to the tenant (see _refuse_redirect).
+            return await self.session.post(url, data=body, headers=headers, allow_redirects=False)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _translate(exc, before_answer=True) from exc
 
@@ -147,6 +149,7 @@ class Relay:
         ctx.first_byte_at = time.perf_counter()
         assert ctx.replica is not None
         dialect = ctx.replica.dialect
+        _refuse_redirect(ctx, status)
         if status >= 400:
             raise dialect.translate_error(status, raw)
         try:
@@ -170,6 +173,9 @@ class Relay:
         resp = await self._open(ctx)
         assert ctx.replica is not None
         dialect = ctx.replica.dialect
+        if 300 <= resp.status < 400:
+            resp.close()
+            _refuse_redirect(ctx, resp.status)
         if resp.status >= 400:
             try:
                 body = await resp.read()
@@ -306,6 +312,16 @@ class _Renamer:
         if model == self.served and raw.count(self.old) == 1:
             return raw.replace(self.old, self.new)
         return None
+
+
+def _refuse_redirect(ctx: RequestContext, status: int) -> None:
+    """A 3xx from a replica or upstream is a failure, never followed: the gateway only talks
+    to the addresses its operator configured. The target is not logged (it may carry
+    credentials)."""
+    if 300 <= status < 400:
+        replica = ctx.replica.replica_id if ctx.replica is not None else "?"
+        logger.warning("backend %s answered %s (a redirect); not following it", replica, status)
+        raise UpstreamError("The model backend answered with a redirect, which is not followed.")
 
 
 async def _data_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:

@@ -46,6 +46,11 @@ class ModelCatalog:
     def visible(self, key: KeyInfo) -> list[DeploymentConfig]:
         return [d for d in self.deployments() if self.access.allowed(key, d.name)]
 
+    def usable(self, key: KeyInfo, model: str) -> bool:
+        """Whether ``resolve`` would find ``model`` for ``key`` (for fallbacks)."""
+        dep = self._by_name.get(model)
+        return dep is not None and self.access.allowed(key, dep.name)
+
     def resolve(self, key: KeyInfo, model: str) -> DeploymentConfig:
         dep = self._by_name.get(model)
         if dep is None or not self.access.allowed(key, dep.name):

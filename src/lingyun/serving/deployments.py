@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import ValidationError
 from sqlalchemy import delete, select
 
-from lingyun.config import DeploymentConfig
+from lingyun.config import DeploymentConfig, describe
 from lingyun.errors import NotFoundError
 from lingyun.store.db import Database
 from lingyun.store.models import DeploymentRow, utcnow
@@ -32,7 +33,17 @@ class DeploymentStore:
     async def list(self) -> list[DeploymentConfig]:
         async with self.db.session() as s:
             rows = (await s.scalars(select(DeploymentRow).order_by(DeploymentRow.name))).all()
-        return [DeploymentConfig.model_validate(row.spec) for row in rows]
+        deployments = []
+        for row in rows:
+            try:
+                deployments.append(DeploymentConfig.model_validate(row.spec))
+            except ValidationError as exc:
+                # Stored before a rule tightened (an api_key_env no longer allowed): not
+                # served, and the rest still are.
+                logger.error(
+                    "stored deployment %s is refused and not served: %s", row.name, describe(exc)
+                )
+        return deployments
 
     async def remove(self, name: str) -> None:
         async with self.db.session() as s:

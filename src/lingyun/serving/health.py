@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -47,10 +47,16 @@ class HealthPolicy:
         return min(current * 2, self.backoff_max_s)
 
 
-async def probe(client: httpx.AsyncClient, url: str, timeout_s: float) -> bool:
-    """True when ``url`` answers 200; any connection error or other status is False."""
+async def probe(
+    client: httpx.AsyncClient,
+    url: str,
+    timeout_s: float,
+    headers: Mapping[str, str] | None = None,
+) -> bool:
+    """True when ``url`` answers 200; any connection error or other status is False.
+    ``headers`` carry the replica's secret: replicas refuse requests without it."""
     try:
-        response = await client.get(url, timeout=timeout_s)
+        response = await client.get(url, timeout=timeout_s, headers=headers)
     except httpx.HTTPError as exc:
         logger.debug("health probe %s failed: %s", url, exc)
         return False
@@ -72,6 +78,7 @@ async def watch(
     policy: HealthPolicy,
     replica_id: str,
     set_healthy: Callable[[bool], None],
+    headers: Mapping[str, str] | None = None,
 ) -> None:
     """Probe a running replica forever: out of routing after ``failure_threshold`` failed
     probes in a row, back in at the next good one. (Process exit is watched elsewhere.)"""
@@ -79,7 +86,7 @@ async def watch(
     healthy = True
     while True:
         await asyncio.sleep(policy.interval_s)
-        if await probe(client, url, policy.probe_timeout_s):
+        if await probe(client, url, policy.probe_timeout_s, headers):
             failures = 0
             healthy = True
             set_healthy(True)

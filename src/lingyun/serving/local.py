@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from lingyun.serving import process
+from lingyun.serving import process, replica_auth
 from lingyun.serving.autoscale import ScalingTimings
 from lingyun.serving.health import HealthPolicy, probe, probe_client, watch
 from lingyun.serving.pool import PooledSupervisor, Runner
@@ -158,11 +158,13 @@ class _Runner:
             self.state = ReplicaState.FAILED
             self.last_error = str(exc)
             return None
+        secret = replica_auth.new_secret()
         self.replica.base_url = f"http://{host}:{port}/v1"
         self.replica.model_id = spec.model_id or self._dep.name
+        self.replica.headers = replica_auth.auth_headers(secret)
         log_file = process.open_log(self.log_path, f"{self.replica.replica_id}: {spec.argv}")
         try:
-            proc = await process.spawn(spec.argv, spec.env, log_file)
+            proc = await process.spawn(spec.argv, replica_auth.secret_env(spec, secret), log_file)
         except OSError as exc:
             logger.error(
                 "replica %s: cannot run %s: %s", self.replica.replica_id, spec.argv[0], exc
@@ -194,7 +196,7 @@ class _Runner:
         url = f"http://{self._sup.host}:{port}{spec.health_path}"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + spec.ready_timeout_s
-        while not await probe(client, url, policy.probe_timeout_s):
+        while not await probe(client, url, policy.probe_timeout_s, self.replica.headers):
             if loop.time() >= deadline:
                 self.last_error = f"not healthy within {spec.ready_timeout_s}s"
                 logger.error(
@@ -205,7 +207,9 @@ class _Runner:
                 return
             await asyncio.sleep(policy.startup_interval_s)
         self._set_healthy(True)
-        await watch(client, url, policy, self.replica.replica_id, self._set_healthy)
+        await watch(
+            client, url, policy, self.replica.replica_id, self._set_healthy, self.replica.headers
+        )
 
 
 class LocalSupervisor(PooledSupervisor):

@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeGuard
 
+from lingyun.engines.upstream.outbound import redact_url
 from lingyun.serving.autoscale import Autoscaler, ScalingTimings
 from lingyun.serving.replica import Replica
 from lingyun.serving.supervisor import DeploymentStatus, ReplicaState, ReplicaStatus
@@ -232,7 +233,7 @@ class PooledSupervisor:
                 healthy=True,
                 max_inflight=dep.max_inflight,
             )
-            logger.info("deployment %s: upstream %s", dep.name, spec.base_url)
+            logger.info("deployment %s: upstream %s", dep.name, redact_url(spec.base_url))
         else:
             deployment.error = f"unknown engine {dep.engine!r}"
             logger.error("deployment %s has no replica: %s", dep.name, deployment.error)

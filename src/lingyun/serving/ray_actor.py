@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from lingyun.serving import process
+from lingyun.serving import process, replica_auth
 from lingyun.serving.ports import PortAllocator
 
 # Grace for SIGTERM before SIGKILL when the gateway stops a replica.
@@ -44,8 +44,10 @@ class ReplicaActor:
         """Start the engine (idempotent while it runs: a retried call gets the same answer).
 
         Returns ``host``, ``port``, ``pid``, ``node_id``, ``health_path``,
-        ``ready_timeout_s``, ``model_id``, ``log_path``; or ``error`` when the engine refuses
-        the deployment's configuration (retrying would not help)."""
+        ``ready_timeout_s``, ``model_id``, ``log_path`` and ``secret`` (the engine listens on
+        the node address, so it refuses callers without this fresh per-start secret; see
+        ``serving/replica_auth.py``); or ``error`` when the engine refuses the deployment's
+        configuration (retrying would not help)."""
         if self._proc is not None and self._proc.returncode is None:
             return self._info
         import ray
@@ -66,9 +68,11 @@ class ReplicaActor:
             return {"error": str(exc)}
         log_dir = Path(tempfile.gettempdir()) / "lingyun-ray" / "logs"
         log_path = log_dir / (re.sub(r"[^A-Za-z0-9._-]", "_", self._replica_id) + ".log")
+        secret = replica_auth.new_secret()
         log_file = process.open_log(log_path, f"{self._replica_id}: {spec.argv}")
         try:
-            self._proc = await process.spawn(spec.argv, spec.env, log_file)
+            env = replica_auth.secret_env(spec, secret)
+            self._proc = await process.spawn(spec.argv, env, log_file)
         except OSError as exc:
             return {"error": f"cannot run {spec.argv[0]}: {exc}"}
         finally:
@@ -83,6 +87,7 @@ class ReplicaActor:
             "ready_timeout_s": spec.ready_timeout_s,
             "model_id": spec.model_id or dep.name,
             "log_path": str(log_path),
+            "secret": secret,
         }
         return self._info
 

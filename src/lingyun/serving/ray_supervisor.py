@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from lingyun.serving import replica_auth
 from lingyun.serving.autoscale import ScalingTimings
 from lingyun.serving.health import HealthPolicy, probe, probe_client, watch
 from lingyun.serving.pool import PooledSupervisor, Runner
@@ -197,6 +198,7 @@ class _RayRunner:
         """One life of the engine: routable while probes pass, until ``wait()`` returns."""
         self.replica.base_url = f"http://{info['host']}:{info['port']}/v1"
         self.replica.model_id = info["model_id"]
+        self.replica.headers = replica_auth.auth_headers(info["secret"])
         logger.info(
             "replica %s started on node %s: pid %s at %s",
             self.replica.replica_id, info["node_id"], info["pid"], self.replica.base_url,
@@ -221,7 +223,7 @@ class _RayRunner:
         policy, client = self._sup.policy, self._sup.client
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ready_timeout_s
-        while not await probe(client, url, policy.probe_timeout_s):
+        while not await probe(client, url, policy.probe_timeout_s, self.replica.headers):
             if loop.time() >= deadline:
                 self.last_error = f"not healthy within {ready_timeout_s}s"
                 logger.error("replica %s %s; restarting it", self.replica.replica_id, url)
@@ -229,7 +231,9 @@ class _RayRunner:
                 return
             await asyncio.sleep(policy.startup_interval_s)
         self._set_healthy(True)
-        await watch(client, url, policy, self.replica.replica_id, self._set_healthy)
+        await watch(
+            client, url, policy, self.replica.replica_id, self._set_healthy, self.replica.headers
+        )
 
 
 class RaySupervisor(PooledSupervisor):

@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lingyun.errors import InvalidRequestError
 
 MAX_N = 16
+# Bounds on numbers a client chooses: no model has a context past 2**20 tokens, and an
+# unbounded count would make the reservation (price x bound) arbitrarily large. A
+# deployment's own bound (``max_output_tokens``) is checked by the gateway after resolve.
+MAX_OUTPUT_TOKENS = 1 << 20
+MAX_DIMENSIONS = 1 << 16
 T = TypeVar("T", bound=BaseModel)
 MAX_STOP = 4
 # The model name is stored with each usage row; PostgreSQL text cannot hold NUL, and one
@@ -52,10 +57,10 @@ class _Sampling(_Open):
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=MAX_N)
     stop: str | list[str] | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_TOKENS)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**64)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     user: str | None = Field(default=None, max_length=256)
@@ -79,7 +84,7 @@ class _Sampling(_Open):
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_TOKENS)
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
@@ -93,7 +98,7 @@ class ChatCompletionRequest(_Sampling):
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = Field(default=16, ge=1)
+    max_tokens: int | None = Field(default=16, ge=1, le=MAX_OUTPUT_TOKENS)
     echo: bool = False
     suffix: str | None = None
     logprobs: int | None = Field(default=None, ge=0, le=5)
@@ -117,7 +122,7 @@ class EmbeddingRequest(_Open):
     model: ModelName
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=MAX_DIMENSIONS)
     user: str | None = Field(default=None, max_length=256)
 
     def inputs(self) -> list[str] | list[list[int]]:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from lingyun.engines.upstream.base import ProviderDialect
 from lingyun.engines.upstream.openai import GenericDialect
+from lingyun.engines.upstream.outbound import check_base_url, check_key_env, redact_url
 from lingyun.engines.upstream.presets import PRESETS, ProviderPreset
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ class OpenAICompatibleEngine:
 
     def _api_key(self, dep: DeploymentConfig, preset: ProviderPreset | None) -> str | None:
         env_name = dep.api_key_env or (preset.api_key_env if preset is not None else None)
+        if dep.api_key_env:
+            check_key_env(dep.api_key_env)  # a DeploymentConfig built without validation
         if env_name is None:
             return None  # a bare base_url without api_key_env: an open server
         environ = self._environ if self._environ is not None else os.environ
@@ -106,15 +109,12 @@ class OpenAICompatibleEngine:
 
 
 def _checked_url(dep_name: str, url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(
-            f"deployment {dep_name!r}: base_url {url!r} must be an http(s) URL such as "
-            "http://gpu-node-1:8000/v1"
-        )
-    return url.rstrip("/")
+    try:
+        return check_base_url(url)
+    except ValueError as exc:
+        raise ValueError(f"deployment {dep_name!r}: {exc}") from None
 
 
 def _server_name(base_url: str) -> str:
     """How messages name a bare server: its address, which the operator will recognise."""
-    return f"the upstream server {urlsplit(base_url).netloc}"
+    return f"the upstream server {urlsplit(redact_url(base_url)).netloc}"

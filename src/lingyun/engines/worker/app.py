@@ -35,6 +35,7 @@ from lingyun.api.openai.protocol import (
     parse_request,
 )
 from lingyun.engines.worker import sse
+from lingyun.engines.worker.auth import RequireSecret
 from lingyun.engines.worker.backend import (
     Backend,
     EmbeddingBackend,
@@ -332,8 +333,14 @@ async def _sse_body(
         await events.aclose()  # type: ignore[attr-defined]
 
 
-def create_app(backend: Backend, served_model_name: str, usage_log: str | None = None) -> FastAPI:
-    """The app for one loaded backend; the backend is closed when the app shuts down."""
+def create_app(
+    backend: Backend,
+    served_model_name: str,
+    usage_log: str | None = None,
+    secret: str | None = None,
+) -> FastAPI:
+    """The app for one loaded backend; the backend is closed when the app shuts down.
+    With ``secret``, every request must carry ``Authorization: Bearer <secret>``."""
     worker = Worker(backend, served_model_name, usage_log)
 
     @asynccontextmanager
@@ -349,6 +356,8 @@ def create_app(backend: Backend, served_model_name: str, usage_log: str | None =
         telemetry={"tracing": False, "metrics": False, "logs": False},  # per-request env reads
     )
     install_error_handlers(app)
+    if secret is not None:
+        app.add_middleware(RequireSecret, secret=secret)
 
     def route(handler: Callable[[Request], Awaitable[Response]]) -> Any:
         async def endpoint(request: Request) -> Response:

@@ -1,0 +1,72 @@
+"""``GET /health``: up or down for anyone; the deployments' details only for operators.
+
+Load balancers and probes need no credential, so the open answer says nothing but
+``{"status": "ok"}``. The details (every deployment, its engine, replica states, pids,
+errors) tell an outsider what is served and how to hurt it, so ``/health?details=1`` demands
+either a platform admin's session token (``POST /admin/v1/auth/login``) or the operators'
+monitoring token (setting ``health_token``, env ``LINGYUN_HEALTH_TOKEN``), compared in
+constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from lingyun.errors import AuthenticationError, LingyunError, PermissionDeniedError
+from lingyun.serving.supervisor import Supervisor
+from lingyun.tenancy.users import UserService
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/health")
+async def health(request: Request, details: bool = False) -> dict[str, Any]:
+    if not details:
+        return {"status": "ok"}
+    await _require_operator(request)
+    sup: Supervisor = request.app.state.supervisor
+    return {
+        "status": "ok",
+        "deployments": [
+            {
+                "name": d.name,
+                "engine": d.engine,
+                "healthy_replicas": d.healthy_replicas,
+                "replicas": len(d.replicas),
+                "error": d.error,
+                "replica_states": [
+                    {
+                        "id": r.replica_id,
+                        "state": r.state.value,
+                        "pid": r.pid,
+                        "restarts": r.restarts,
+                    }
+                    for r in d.replicas
+                ],
+            }
+            for d in sup.status()
+        ],
+    }
+
+
+async def _require_operator(request: Request) -> None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError(
+            "Health details need 'Authorization: Bearer TOKEN': a platform admin's token "
+            "or the health_token setting.",
+            code="invalid_token",
+        )
+    expected: str | None = getattr(request.app.state, "health_token", None)
+    if expected and hmac.compare_digest(token.encode(), expected.encode()):
+        return
+    try:
+        principal = await UserService(request.app.state.db).authenticate(token)
+    except LingyunError:
+        raise AuthenticationError("Invalid token.", code="invalid_token") from None
+    if not principal.is_platform_admin:
+        raise PermissionDeniedError("Health details are for platform admins.")
