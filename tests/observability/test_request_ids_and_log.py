@@ -31,10 +31,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LingyunServer]:
         data_dir=data,
         database_url=fresh_sqlite(data),
         models=[
-            {"name": "sim", "engine": "simulator",
-             "args": {"output_tokens": 3, "usage_log": str(data / "engine-usage.jsonl")}},
+            {
+                "name": "sim",
+                "engine": "simulator",
+                "args": {"output_tokens": 3, "usage_log": str(data / "engine-usage.jsonl")},
+            },
             {"name": "sim-embed", "engine": "simulator"},
-        ],  # fmt: skip
+        ],
         extra_config={"request_log": "requests.jsonl"},
     )
     migrate(srv)
@@ -176,7 +179,9 @@ def test_a_canary_prompt_is_stored_nowhere(server: LingyunServer) -> None:
     metrics = httpx.get(f"{server.base_url}/metrics").text
     assert canary not in metrics
     needle = canary.encode()
-    found = [p for p in Path(server.data_dir).rglob("*") if p.is_file() and needle in p.read_bytes()]
+    found = [
+        p for p in Path(server.data_dir).rglob("*") if p.is_file() and needle in p.read_bytes()
+    ]
     assert found == []
 
 
