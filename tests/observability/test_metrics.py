@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,10 +15,11 @@ import openai
 import pytest
 import yaml
 
+from lingyun.observability.snapshot import quantile
 from tests.observability.support import Samples, migrate, scrape, value, wait_for
 from tests.support.databases import fresh_sqlite
 from tests.support.provision import new_key, set_limits
-from tests.support.server import LingyunServer, free_port
+from tests.support.server import LINGYUN, LingyunServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -236,3 +238,43 @@ def test_a_real_prometheus_scrapes_lingyun(server: LingyunServer, tmp_path: Path
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_lingyun_top_reports_the_traffic_just_sent(server: LingyunServer) -> None:
+    before = scrape(server.base_url)
+    client = server.client(KEYS["secret"], max_retries=0)
+    for _ in range(3):
+        list(client.chat.completions.create(model="sim", messages=MSG, stream=True))  # type: ignore[arg-type]
+    top = [*LINGYUN, "top", "--url", server.base_url, "--once", "--interval", "0.2"]
+    out = subprocess.run([*top, "--json"], capture_output=True, text=True, timeout=60, check=True)
+    doc = json.loads(out.stdout)
+    sim = next(m for m in doc["models"] if m["model"] == "sim")
+    assert sim["requests"] == value(before, "lingyun_requests_total", model="sim") + 3
+    assert (
+        sim["completion_tokens"]
+        == value(before, "lingyun_completion_tokens_total", model="sim") + 12
+    )
+    assert sim["errors"] == value(before, "lingyun_requests_total", model="sim") - value(
+        before, "lingyun_requests_total", model="sim", status="200"
+    )
+    assert sim["ttft_p50_s"] is not None and sim["ttft_p95_s"] >= sim["ttft_p50_s"]
+    assert (sim["replicas_up"], sim["replicas"], sim["in_flight"], sim["queued"]) == (1, 1, 0, 0)
+    assert {m["model"] for m in doc["models"]} == {"sim", "sim-slow", "sim-victim"}
+    wide = {**os.environ, "COLUMNS": "200"}
+    table = subprocess.run(top, capture_output=True, text=True, timeout=60, check=True, env=wide)
+    assert "sim-victim" in table.stdout and "TTFT" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("q", "buckets", "expected"),
+    [
+        pytest.param(0.5, [(0.1, 0.0), (0.2, 10.0), (math.inf, 10.0)], 0.15, id="inside-a-bucket"),
+        pytest.param(0.95, [(0.1, 5.0), (0.5, 5.0), (math.inf, 10.0)], 0.5, id="in-the-inf-bucket"),
+        pytest.param(0.5, [(0.1, 0.0), (math.inf, 0.0)], None, id="empty"),
+    ],
+)
+def test_quantile_interpolates_like_promql(
+    q: float, buckets: list[tuple[float, float]], expected: float | None
+) -> None:
+    got = quantile(q, buckets)
+    assert got == (pytest.approx(expected) if expected is not None else None)
