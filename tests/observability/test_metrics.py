@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -231,6 +232,10 @@ def test_a_real_prometheus_scrapes_lingyun(server: LingyunServer, tmp_path: Path
         assert rate is not None and rate > 0
         up = query('up{job="lingyun"}')
         assert up == 1.0
+        # Every query of the Grafana dashboard is valid PromQL, and names series we export.
+        for expr in dashboard_queries():
+            resp = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr})
+            assert resp.json()["status"] == "success", (expr, resp.text)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -278,3 +283,22 @@ def test_quantile_interpolates_like_promql(
 ) -> None:
     got = quantile(q, buckets)
     assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana-dashboard.json"
+
+
+def dashboard_queries() -> list[str]:
+    doc = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in doc["panels"] for t in p["targets"]]
+    return [e.replace("$__rate_interval", "1m").replace("$model", ".*") for e in exprs]
+
+
+def test_the_dashboard_names_only_exported_metrics(server: LingyunServer) -> None:
+    text = httpx.get(f"{server.base_url}/metrics").text
+    families = set(re.findall(r"^# TYPE (\S+)", text, flags=re.M))  # with or without samples
+    suffix = re.compile(r"_(total|bucket|count|sum)$")
+    used = {
+        suffix.sub("", m) for e in dashboard_queries() for m in re.findall(r"lingyun_[a-z_]+", e)
+    }
+    assert used and used <= {suffix.sub("", f) for f in families}, used - families
