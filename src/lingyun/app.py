@@ -32,6 +32,7 @@ from lingyun.metering.deliveries import DeliveryLog, delivery_path
 from lingyun.metering.journal import Journal
 from lingyun.metering.pricing import PriceBook
 from lingyun.metering.usage_writer import UsageWriter
+from lingyun.observability import setup as observability
 from lingyun.serving.deployments import DeploymentStore, merge
 from lingyun.serving.factory import make_supervisor
 from lingyun.serving.supervisor import Supervisor
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         writer.start()
         await supervisor.start(deployments)
+        ops = await observability.start(app, settings, db, supervisor, catalog.deployments)
         poller = asyncio.create_task(_follow_deployments(settings, store, catalog, supervisor))
         price_poller = asyncio.create_task(_refresh(prices.load, db))
         logger.info("serving %d deployment(s): %s", len(deployments), [d.name for d in deployments])
@@ -104,6 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await ops.stop()
             await supervisor.stop()
             await relay.close()
             await control.stop()
@@ -121,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
+    observability.install(app, settings)  # request ids, /metrics, /healthz, /readyz
     app.include_router(openai_router)
     app.include_router(usage_router)
     app.include_router(admin_router)

@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     # Run replicas as actors on this Ray cluster (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``)
     # instead of as child processes; see docs/multi-node.md.
     ray_address: str | None = None
+    # Observability (docs/observability.md): Prometheus /metrics, the JSON request log
+    # ("stderr", "off" or a file path), engine metrics scraped from replicas, an ops port.
+    metrics: bool = True
+    metrics_token: str | None = None
+    metrics_public: bool = False
+    metrics_port: int | None = None
+    request_log: str = "stderr"
+    replica_metrics_interval_s: float = Field(default=5.0, gt=0)
     models: list[DeploymentConfig] | None = None
     # Bearer token for /health?details=1 (monitoring); platform admins' tokens work too.
     health_token: str | None = None

@@ -54,7 +54,9 @@ def test_client_mistakes(
     resp = _post(served, body, raw=body if isinstance(body, bytes) else None)
     assert resp.status_code == status, resp.text
     err = resp.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
+    # OpenAI's four fields, and the request id (observability) that the header carries too.
+    assert set(err) == {"message", "type", "param", "code", "request_id"}
+    assert err["request_id"] == resp.headers["x-request-id"]
     assert err["message"]
     assert err["type"] == "invalid_request_error"
     assert err["param"] == param

@@ -14,35 +14,46 @@ from lingyun.errors import InvalidRequestError, LingyunError, error_for_status
 logger = logging.getLogger(__name__)
 
 
-def error_response(exc: LingyunError) -> JSONResponse:
+def error_response(exc: LingyunError, status_code: int | None = None) -> JSONResponse:
     headers = dict(exc.headers)
+    body = exc.to_body()
     if exc.request_id:
         headers.setdefault("x-request-id", exc.request_id)
-    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
+        body["error"]["request_id"] = exc.request_id
+    return JSONResponse(body, status_code=status_code or exc.status_code, headers=headers)
 
 
-async def _lingyun_error(_: Request, exc: Exception) -> JSONResponse:
+def _with_id(request: Request, exc: LingyunError) -> LingyunError:
+    """The request's id (observability/request_id.py) on the error; its code for metrics."""
+    state = request.scope.get("state")
+    if state is not None:
+        state["error_code"] = exc.code
+        if exc.request_id is None:
+            exc.request_id = state.get("public_request_id")
+    return exc
+
+
+async def _lingyun_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LingyunError)
-    return error_response(exc)
+    return error_response(_with_id(request, exc))
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     cls = error_for_status(exc.status_code)
     err = cls(str(exc.detail), code="not_found" if exc.status_code == 404 else None)
     if exc.status_code == 405:
         err = InvalidRequestError("Method not allowed.", code="method_not_allowed")
-        return JSONResponse(err.to_body(), status_code=405)
-    return JSONResponse(err.to_body(), status_code=exc.status_code)
+    return error_response(_with_id(request, err), exc.status_code)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
     param = ".".join(loc) or None
     err = InvalidRequestError(str(first.get("msg", "Invalid request.")), param=param)
-    return JSONResponse(err.to_body(), status_code=400)
+    return error_response(_with_id(request, err), 400)
 
 
 async def _unhandled(_: Request, exc: Exception) -> JSONResponse:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from lingyun.cli import access, billing, deploy, keys, limits, serve, tenants, worker
+from lingyun.cli import access, billing, deploy, keys, limits, serve, tenants, top, worker
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Lingyun, a self-hosted AI cloud."
 )
 app.command("serve")(serve.serve)
+app.command("top")(top.top)
 app.add_typer(tenants.tenants, name="tenants")
 app.add_typer(tenants.projects, name="projects")
 app.add_typer(keys.keys, name="keys")

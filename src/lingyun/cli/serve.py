@@ -39,6 +39,7 @@ def serve(
     import uvicorn  # the server's imports are for `serve` alone: other verbs start faster
 
     from lingyun.app import create_app
+    from lingyun.observability.request_id import install_log_context
 
     settings = settings_from(
         config,
@@ -49,8 +50,10 @@ def serve(
         redis_url=redis_url,
         ray_address=ray_address,
     )
+    install_log_context()  # every line names the request it was written for
     logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
     )
     # Health probes and the relay log every request at INFO; keep the server log readable.
     logging.getLogger("httpx").setLevel(logging.WARNING)

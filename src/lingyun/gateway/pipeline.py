@@ -42,6 +42,7 @@ from lingyun.gateway.relay import Relay, ReplicaUnreachableError, Upstream, reco
 from lingyun.gateway.resolve import ModelCatalog
 from lingyun.gateway.route import RouterChain
 from lingyun.gateway.settle import Settler
+from lingyun.observability import hooks as obs
 from lingyun.serving.replica import Replica
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class Gateway:
         raw = await read_body(request, self.max_body_bytes)
         parsed = parse_request(endpoint.model, raw)
         ctx = _context(endpoint, parsed, len(raw))
+        obs.bind(ctx, request)  # observability: request ids
         ctx.key = key
         ctx.model = ctx.body["model"]
         chain: list[str] = []  # the first model's fallbacks, in order
@@ -152,7 +154,7 @@ class Gateway:
             await self.admission.admit(ctx)
             finish.admitted = True
             # A client that leaves while queued gives up its place and its reservation.
-            await _unless_disconnected(request, self.queue.acquire(ctx))
+            await _unless_disconnected(request, obs.queued(ctx, self.queue.acquire(ctx)))
             finish.queued = True
             if ctx.stream:
                 resp = await self._with_replica(ctx, finish, self.relay.open_stream)
@@ -165,7 +167,7 @@ class Gateway:
             return Response(body, media_type="application/json", headers=_headers(ctx))
         except LingyunError as err:
             record_error(ctx, err)
-            err.request_id = ctx.request_id
+            err.request_id = obs.public_id(ctx)
             err.headers = {**ctx.response_headers, **err.headers}
             raise
         except asyncio.CancelledError:
@@ -251,6 +253,7 @@ class _Finisher:
                     await gw.admission.release(ctx)
             finally:
                 gw.settler.settle(ctx)
+                obs.observe(ctx)  # observability: metrics + request log; move onto Outcome
 
 
 class _StreamResponse(StreamingResponse):
@@ -297,7 +300,7 @@ def _check_output_bound(ctx: RequestContext, dep: DeploymentConfig) -> None:
 
 
 def _headers(ctx: RequestContext) -> dict[str, str]:
-    return {**ctx.response_headers, "x-request-id": ctx.request_id}
+    return {**ctx.response_headers, "x-request-id": obs.public_id(ctx)}
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -115,8 +115,10 @@ class Relay:
         headers = {
             **replica.headers,
             "content-type": "application/json",
-            "x-request-id": ctx.request_id,
+            "x-request-id": ctx.client_request_id or ctx.request_id,
         }
+        if ctx.client_request_id:  # observability: our own id (the ledger's) as well
+            headers["x-lingyun-request-id"] = ctx.request_id
         url = replica.base_url + PATHS[ctx.endpoint]
         return url, json.dumps(body, ensure_ascii=False).encode(), headers
 

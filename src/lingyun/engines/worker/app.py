@@ -43,6 +43,7 @@ from lingyun.engines.worker.backend import (
     Prompt,
 )
 from lingyun.engines.worker.generate import Event, Run, check_features, collect, start_run
+from lingyun.engines.worker.metrics import CONTENT_TYPE, exposition
 from lingyun.errors import InvalidRequestError, LingyunError, NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -377,5 +378,10 @@ def create_app(
         app.add_api_route(path, route(handler), methods=["POST"], response_model=None)
     app.add_api_route("/v1/models", worker.models, methods=["GET"], response_model=None)
     app.add_api_route("/health", worker.health, methods=["GET"], response_model=None)
+
+    def metrics() -> Response:  # load signals in vLLM's names (engines/worker/metrics.py)
+        return Response(exposition(backend, served_model_name), media_type=CONTENT_TYPE)
+
+    app.add_api_route("/metrics", metrics, methods=["GET"], response_model=None)
     app.state.worker = worker
     return app

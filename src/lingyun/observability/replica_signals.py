@@ -1,0 +1,117 @@
+"""Engine signals: each self-hosted replica's own /metrics, scraped and kept per replica.
+
+vLLM exports ``vllm:num_requests_waiting``, ``vllm:num_requests_running``,
+``vllm:kv_cache_usage_perc`` and prefix-cache counters; llama.cpp's server its
+``llamacpp:*`` equivalents; our worker the vLLM names where they mean the same. A background
+task reads every healthy replica of a process engine (clouds have no such endpoint) every few
+seconds; ``latest`` is what the gateway re-exports as ``lingyun_replica_*`` and what the
+router and autoscaler may read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from lingyun.serving.replica import Replica
+
+logger = logging.getLogger(__name__)
+
+# Engine metric family -> our signal name (families as the parser names them, no _total).
+SOURCES: dict[str, str] = {
+    "vllm:num_requests_waiting": "waiting",
+    "vllm:num_requests_running": "running",
+    "vllm:kv_cache_usage_perc": "kv_cache_usage",
+    "vllm:gpu_cache_usage_perc": "kv_cache_usage",  # vLLM before 0.10
+    "vllm:prefix_cache_hits": "prefix_cache_hits",
+    "vllm:prefix_cache_queries": "prefix_cache_queries",
+    "llamacpp:requests_deferred": "waiting",
+    "llamacpp:requests_processing": "running",
+    "llamacpp:kv_cache_usage_ratio": "kv_cache_usage",
+}
+SIGNALS = ("waiting", "running", "kv_cache_usage", "prefix_cache_hits", "prefix_cache_queries")
+
+
+@dataclass
+class Signals:
+    deployment: str
+    replica: str
+    values: dict[str, float] = field(default_factory=dict)
+    scraped_at: float = 0.0
+
+
+def parse(text: str) -> dict[str, float]:
+    """The signals in one exposition, summed over an engine's own labels (model, engine)."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        name = SOURCES.get(family.name)
+        if name is None:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith(("_created", "_bucket", "_count", "_sum")):
+                continue
+            out[name] = out.get(name, 0.0) + float(sample.value)
+    return out
+
+
+def metrics_url(replica: Replica) -> str:
+    base = replica.base_url.rstrip("/")
+    return (base[: -len("/v1")] if base.endswith("/v1") else base) + "/metrics"
+
+
+class ReplicaScraper:
+    """Reads ``targets()`` (the replicas to scrape) every ``interval_s`` seconds."""
+
+    def __init__(self, targets: Callable[[], Iterable[Replica]], interval_s: float = 5.0) -> None:
+        self.targets = targets
+        self.interval_s = interval_s
+        self.latest: dict[tuple[str, str], Signals] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    def start(self) -> None:
+        self._client = httpx.AsyncClient(timeout=2.0, trust_env=False)
+        self._task = asyncio.create_task(self._run(), name="replica-metrics")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.scrape_once()
+            except Exception:
+                logger.exception("replica metrics scrape failed")
+            await asyncio.sleep(self.interval_s)
+
+    async def scrape_once(self) -> None:
+        replicas = [r for r in self.targets() if r.healthy]
+        results = await asyncio.gather(*(self._one(r) for r in replicas))
+        fresh = {(s.deployment, s.replica): s for s in results if s is not None}
+        self.latest = fresh
+
+    async def _one(self, replica: Replica) -> Signals | None:
+        assert self._client is not None
+        try:
+            resp = await self._client.get(metrics_url(replica), headers=replica.headers)
+            if resp.status_code != 200:
+                return None
+            values = parse(resp.text)
+        except (httpx.HTTPError, ValueError) as exc:
+            logger.debug("no metrics from %s: %s", replica.replica_id, exc)
+            return None
+        return Signals(replica.deployment, replica.replica_id, values, time.time())
