@@ -103,6 +103,7 @@ class Gateway:
         parsed = parse_request(endpoint.model, raw)
         ctx = _context(endpoint, parsed, len(raw))
         ctx.key = key
+        ctx.session_id = request.headers.get("x-session-id")
         ctx.model = ctx.body["model"]
         chain: list[str] = []  # the first model's fallbacks, in order
         attempt = 0
@@ -174,7 +175,7 @@ class Gateway:
             ]
             if not tried and not any(r.healthy for r in candidates):
                 candidates = await self._activate(dep, candidates)
-            replica = self.router.pick(ctx.model, candidates)
+            replica = self.router.route(ctx, candidates)
             finish.take_replica(replica)
             try:
                 return await call(ctx)

@@ -197,6 +197,7 @@ class _RayRunner:
         """One life of the engine: routable while probes pass, until ``wait()`` returns."""
         self.replica.base_url = f"http://{info['host']}:{info['port']}/v1"
         self.replica.model_id = info["model_id"]
+        self.replica.generation += 1
         logger.info(
             "replica %s started on node %s: pid %s at %s",
             self.replica.replica_id, info["node_id"], info["pid"], self.replica.base_url,
