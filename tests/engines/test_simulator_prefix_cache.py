@@ -158,11 +158,31 @@ def test_prefills_queue_on_their_slots(
     assert events == order
 
 
+def test_max_running_makes_later_sequences_wait() -> None:
+    async def run() -> list[int]:
+        backend = SimulatorBackend({"max_running": 1})
+        first = backend.generate(backend.completion_prompt("a"), SamplingParams(max_tokens=2))
+        second = backend.generate(backend.completion_prompt("b"), SamplingParams(max_tokens=2))
+        await anext(first)  # holds the only running slot
+        pending = asyncio.ensure_future(anext(second))
+        await asyncio.sleep(0)  # let it reach the slot queue
+        seen = [backend.waiting, backend.active]
+        await first.aclose()  # frees the slot
+        await pending
+        seen += [backend.waiting, backend.active]
+        await second.aclose()
+        return seen
+
+    assert asyncio.run(run()) == [1, 2, 0, 1]
+
+
 def test_bad_arguments_say_what_to_change() -> None:
     with pytest.raises(ValueError, match="prefix_cache_tokens"):
         SimulatorBackend({"prefix_cache_tokens": -1})
     with pytest.raises(ValueError, match="prefill_slots"):
         SimulatorBackend({"prefill_slots": 0})
+    with pytest.raises(ValueError, match="max_running"):
+        SimulatorBackend({"max_running": -1})
 
 
 @pytest.mark.slow

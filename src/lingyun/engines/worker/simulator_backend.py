@@ -15,7 +15,9 @@ default) bounds an LRU of prompt blocks of ``prefix_block_tokens`` (16) tokens;
 TTFT = ``ttft_ms`` + ``prefill_ms_per_token`` x uncached prompt tokens, and usage reports the
 hit as ``prompt_tokens_details.cached_tokens``. Prefill is compute-bound on a real GPU, so
 ``prefill_slots`` (1) prefills run at a time per replica and the rest queue: a replica that
-gets too much of the traffic shows it in its TTFT, as a hot spot does.
+gets too much of the traffic shows it in its TTFT, as a hot spot does. ``max_running`` (0:
+unbounded) caps the sequences a replica runs at once, as an engine's batch and KV cache do;
+the rest wait, and ``/health`` reports them as ``waiting``.
 
 Extra request fields for tests: ``sim_fail_after`` (abort with a server error after that many
 tokens), ``sim_crash_after`` (``os._exit(1)`` after that many tokens: a dying replica),
@@ -26,6 +28,7 @@ tokens), ``sim_crash_after`` (``os._exit(1)`` after that many tokens: a dying re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -82,6 +85,10 @@ class SimulatorBackend:
             int(arg(args, "prefix_block_tokens", int, DEFAULT_BLOCK_TOKENS)),
         )
         self._prefill = asyncio.Semaphore(slots)
+        running = int(arg(args, "max_running", int, 0))
+        if running < 0:
+            raise ValueError("max_running must be >= 0 (0: unbounded).")
+        self._running = asyncio.Semaphore(running) if running else None
         self.active = 0
         self.waiting = 0
         self.generated_tokens = 0
@@ -130,15 +137,24 @@ class SimulatorBackend:
         uncached = prompt.num_tokens - (prompt.cached_tokens or 0)
         if self.prefill_per_token <= 0 or uncached <= 0:
             return
+        async with self._queued(self._prefill):
+            await asyncio.sleep(uncached * self.prefill_per_token)
+
+    @contextlib.asynccontextmanager
+    async def _queued(self, slots: asyncio.Semaphore | None) -> AsyncIterator[None]:
+        """Hold one of ``slots`` (none: unbounded), counted as waiting until it is free."""
+        if slots is None:
+            yield
+            return
         self.waiting += 1
         try:
-            await self._prefill.acquire()
+            await slots.acquire()
         finally:
             self.waiting -= 1
         try:
-            await asyncio.sleep(uncached * self.prefill_per_token)
+            yield
         finally:
-            self._prefill.release()
+            slots.release()
 
     @staticmethod
     def _int_field(params: SamplingParams, key: str) -> int | None:
@@ -150,39 +166,50 @@ class SimulatorBackend:
         return int(value)
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
-        fail_after = self._int_field(params, "sim_fail_after")
-        crash_after = self._int_field(params, "sim_crash_after")
-        stall_after = self._int_field(params, "sim_stall_after")
         ttft_ms = self._int_field(params, "sim_ttft_ms")
         itl_ms = self._int_field(params, "sim_itl_ms")
         ttft = self.ttft if ttft_ms is None else ttft_ms / 1000
         itl = self.itl if itl_ms is None else itl_ms / 1000
         limit = params.max_tokens or self.output_tokens
+        self.active += 1
+        try:
+            async with (
+                self._queued(self._running),
+                contextlib.aclosing(self._run(prompt, params, limit, ttft, itl)) as run,
+            ):
+                async for delta in run:
+                    yield delta
+        finally:
+            self.active -= 1
+
+    async def _run(
+        self, prompt: Prompt, params: SamplingParams, limit: int, ttft: float, itl: float
+    ) -> AsyncIterator[Delta]:
+        """One sequence once it holds a running slot: wait, prefill, decode."""
+        fail_after = self._int_field(params, "sim_fail_after")
+        crash_after = self._int_field(params, "sim_crash_after")
+        stall_after = self._int_field(params, "sim_stall_after")
         natural_end = "length" if params.max_tokens else "stop"
         key = prompt.text if prompt.text is not None else repr(prompt.token_ids)
         start = zlib.crc32(key.encode()) + 7 * params.index + (params.seed or 0)
         words = len(_WORDS)
-        self.active += 1
-        try:
-            if ttft:
-                await asyncio.sleep(ttft)
-            if params.index == 0:  # later choices of the same prompt find it prefilled
-                await self._prefill_delay(prompt)
-            for i in range(limit):
-                if crash_after is not None and i >= crash_after:
-                    logger.warning("simulated crash after %d tokens", i)
-                    os._exit(1)
-                if fail_after is not None and i >= fail_after:
-                    raise LingyunError(f"Simulated engine failure after {i} tokens.")
-                if i and itl:
-                    await asyncio.sleep(itl)
-                if stall_after is not None and i >= stall_after:
-                    await asyncio.sleep(STALL_S)  # until the client gives up
-                self.generated_tokens += 1
-                text = (_NEXT if i else _FIRST)[(start + i) % words]
-                yield Delta(text, 1, natural_end if i == limit - 1 else None)
-        finally:
-            self.active -= 1
+        if ttft:
+            await asyncio.sleep(ttft)
+        if params.index == 0:  # later choices of the same prompt find it prefilled
+            await self._prefill_delay(prompt)
+        for i in range(limit):
+            if crash_after is not None and i >= crash_after:
+                logger.warning("simulated crash after %d tokens", i)
+                os._exit(1)
+            if fail_after is not None and i >= fail_after:
+                raise LingyunError(f"Simulated engine failure after {i} tokens.")
+            if i and itl:
+                await asyncio.sleep(itl)
+            if stall_after is not None and i >= stall_after:
+                await asyncio.sleep(STALL_S)  # until the client gives up
+            self.generated_tokens += 1
+            text = (_NEXT if i else _FIRST)[(start + i) % words]
+            yield Delta(text, 1, natural_end if i == limit - 1 else None)
 
     def _vector(self, item: str | list[int]) -> list[float]:
         seed = (item if isinstance(item, str) else repr(item)).encode()
