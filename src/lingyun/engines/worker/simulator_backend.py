@@ -34,7 +34,7 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -184,7 +184,7 @@ class SimulatorBackend:
 
     async def _run(
         self, prompt: Prompt, params: SamplingParams, limit: int, ttft: float, itl: float
-    ) -> AsyncIterator[Delta]:
+    ) -> AsyncGenerator[Delta, None]:
         """One sequence once it holds a running slot: wait, prefill, decode."""
         fail_after = self._int_field(params, "sim_fail_after")
         crash_after = self._int_field(params, "sim_crash_after")
