@@ -86,6 +86,26 @@ def test_chat_prompt_reports_cached_tokens_only_with_a_cache() -> None:
     assert second.cached_tokens is not None and second.cached_tokens >= first.num_tokens - 16
 
 
+def test_next_turn_reuses_the_cached_reply() -> None:
+    backend = SimulatorBackend({"prefix_cache_tokens": 8192})
+    msgs = [
+        ChatMessage(role="system", content="word " * 100),
+        ChatMessage(role="user", content="hi"),
+    ]
+
+    async def reply(prompt_msgs: list[ChatMessage]) -> tuple[int, str]:
+        prompt = backend.chat_prompt(prompt_msgs)
+        parts = [d.text async for d in backend.generate(prompt, SamplingParams(max_tokens=40))]
+        return prompt.cached_tokens or 0, "".join(parts)
+
+    _, text = asyncio.run(reply(msgs))
+    follow_up = [*msgs, ChatMessage(role="assistant", content=text),
+                 ChatMessage(role="user", content="more")]  # fmt: skip
+    cached, _ = asyncio.run(reply(follow_up))
+    first_turn = backend.chat_prompt(msgs).num_tokens
+    assert cached >= first_turn + 40 - 16  # the reply's full blocks were cached too
+
+
 def _sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
     real_sleep = asyncio.sleep

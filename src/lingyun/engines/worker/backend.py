@@ -41,6 +41,8 @@ class Prompt:
     token_ids: list[int] | None
     num_tokens: int
     cached_tokens: int | None = None
+    # The token sequence a stand-in prefix cache keys on (the simulator's), if any.
+    cache_tokens: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ Like vLLM's automatic prefix caching, a prompt is cut into fixed-size blocks of 
 block named by a hash chained over every block before it (so a block is only reused after the
 same whole prefix), and a prompt's hit is the run of leading blocks already cached. Blocks
 live in one LRU bounded by ``capacity_tokens``; a prompt's own blocks go in when it is
-prefilled, touching the ones it reused. Only full blocks are cached, as engines do.
+prefilled, touching the ones it reused, and a finished sequence's blocks (prompt and reply)
+when it ends. Only full blocks are cached, as engines do.
 
 Not a model of memory layout, eviction under running sequences or copy-on-write: a hit count
 that responds to routing the way a real engine's does, and nothing more.
@@ -63,6 +64,20 @@ class PrefixCache:
             if h not in self._blocks:
                 break
             matched += 1
+        self._insert(hashes)
+        # An engine computes at least the last prompt token, to sample from it.
+        cached = min(matched * self.block_tokens, max(len(tokens) - 1, 0))
+        self.queries += len(tokens)
+        self.hits += cached
+        return cached
+
+    def insert(self, tokens: Sequence[str]) -> None:
+        """Cache a finished sequence (prompt and generated tokens), as engines keep the
+        blocks of decoded tokens too: the next turn of a conversation reuses the reply."""
+        if self.enabled:
+            self._insert(block_hashes(tokens, self.block_tokens))
+
+    def _insert(self, hashes: Sequence[bytes]) -> None:
         for h in hashes:
             if h in self._blocks:
                 self._blocks.move_to_end(h)
@@ -70,8 +85,3 @@ class PrefixCache:
                 self._blocks[h] = None
         while len(self._blocks) > self.capacity_blocks:
             self._blocks.popitem(last=False)
-        # An engine computes at least the last prompt token, to sample from it.
-        cached = min(matched * self.block_tokens, max(len(tokens) - 1, 0))
-        self.queries += len(tokens)
-        self.hits += cached
-        return cached

@@ -118,7 +118,7 @@ class SimulatorBackend:
         for m in messages:
             tokens += ["<|im_start|>", m.role, "\n", *_TOKEN_RE.findall(m.text()), "<|im_end|>"]
         tokens += ["<|im_start|>", "assistant"]
-        return self._cached(Prompt(text, None, len(tokens)), tokens)
+        return self._cached(Prompt(text, None, len(tokens)), tokens, chat=True)
 
     def completion_prompt(self, prompt: str | list[int]) -> Prompt:
         if isinstance(prompt, str):
@@ -126,11 +126,13 @@ class SimulatorBackend:
             return self._cached(Prompt(prompt, None, len(tokens)), tokens)
         return self._cached(Prompt(None, list(prompt), len(prompt)), [str(t) for t in prompt])
 
-    def _cached(self, prompt: Prompt, tokens: list[str]) -> Prompt:
-        """The prompt with its prefix-cache hit (the lookup also inserts its blocks)."""
+    def _cached(self, prompt: Prompt, tokens: list[str], chat: bool = False) -> Prompt:
+        """The prompt with its prefix-cache hit (the lookup also inserts its blocks); a chat
+        prompt keeps its tokens, so that its reply is cached as the next turn will send it."""
         if not self.cache.enabled:
             return prompt
-        return replace(prompt, cached_tokens=self.cache.admit(tokens))
+        cached = self.cache.admit(tokens)
+        return replace(prompt, cached_tokens=cached, cache_tokens=tuple(tokens) if chat else None)
 
     async def _prefill_delay(self, prompt: Prompt) -> None:
         """Wait for a prefill slot, then compute the prompt tokens the cache did not hold."""
@@ -193,6 +195,7 @@ class SimulatorBackend:
         key = prompt.text if prompt.text is not None else repr(prompt.token_ids)
         start = zlib.crc32(key.encode()) + 7 * params.index + (params.seed or 0)
         words = len(_WORDS)
+        reply: list[str] | None = [] if self.cache.enabled and params.index == 0 else None
         if ttft:
             await asyncio.sleep(ttft)
         if params.index == 0:  # later choices of the same prompt find it prefilled
@@ -209,7 +212,12 @@ class SimulatorBackend:
                 await asyncio.sleep(STALL_S)  # until the client gives up
             self.generated_tokens += 1
             text = (_NEXT if i else _FIRST)[(start + i) % words]
+            if reply is not None:
+                reply.append(text)
             yield Delta(text, 1, natural_end if i == limit - 1 else None)
+        if reply is not None and prompt.cache_tokens is not None:
+            # the reply as the next turn's prompt will hold it: after the role's newline
+            self.cache.insert([*prompt.cache_tokens, "\n", *_TOKEN_RE.findall("".join(reply))])
 
     def _vector(self, item: str | list[int]) -> list[float]:
         seed = (item if isinstance(item, str) else repr(item)).encode()
