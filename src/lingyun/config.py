@@ -25,6 +25,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 
+class RoutingOptions(BaseModel):
+    """Tuning of a deployment's router (``gateway/routing/``); the defaults suit most."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Bytes of canonical prompt per hashed block (about 64 tokens of English).
+    block_bytes: int = Field(default=256, ge=16)
+    # Blocks the prefix index remembers per replica (LRU), and sessions per deployment.
+    index_blocks: int = Field(default=65536, ge=1)
+    sessions: int = Field(default=100_000, ge=1)
+    # Load guard: a replica is a hot spot, never chosen for affinity, when its load exceeds
+    # the least-loaded replica's by more than imbalance_abs and by more than imbalance_ratio.
+    load_guard: bool = True
+    imbalance_abs: float = Field(default=8, ge=0)
+    imbalance_ratio: float = Field(default=1.5, ge=1)
+
+
 class DeploymentConfig(BaseModel):
     """One entry of ``models:``: a public model name served by an engine."""
 
@@ -70,6 +87,11 @@ class DeploymentConfig(BaseModel):
     def bounds_output(self) -> bool:
         """Did the operator declare a bound (``max_output_tokens``, or in ``args``)?"""
         return self.max_output_tokens is not None or "max_output_tokens" in self.args
+    # Replica choice: fewest in flight, prompt-prefix affinity, or session affinity (both
+    # guarded by load); share_prefix_cache lets tenants' identical prompts share affinity.
+    routing: Literal["least-inflight", "prefix", "session"] = "least-inflight"
+    routing_options: RoutingOptions = Field(default_factory=RoutingOptions)
+    share_prefix_cache: bool = False
 
     @field_validator("engine")
     @classmethod

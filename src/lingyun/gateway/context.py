@@ -46,6 +46,8 @@ class RequestContext:
     request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.perf_counter)
     key: KeyInfo | None = None
+    # The client's X-Session-ID header, for session-affinity routing.
+    session_id: str | None = None
     model: str = ""
     deployment: DeploymentConfig | None = None
     replica: Replica | None = None
@@ -83,6 +85,7 @@ class RequestContext:
             request_id=f"{self.request_id.split('.')[0]}.{attempt}",
             started=self.started,
             key=self.key,
+            session_id=self.session_id,
             model=model,
             client_request_id=self.client_request_id,
         )

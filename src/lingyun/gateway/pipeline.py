@@ -110,6 +110,7 @@ class Gateway:
         ctx = _context(endpoint, parsed, len(raw))
         obs.bind(ctx, request)  # observability: request ids
         ctx.key = key
+        ctx.session_id = request.headers.get("x-session-id")
         ctx.model = ctx.body["model"]
         chain: list[str] = []  # the first model's fallbacks, in order
         attempt = 0
@@ -193,7 +194,7 @@ class Gateway:
             ]
             if not tried and not any(r.healthy for r in candidates):
                 candidates = await self._activate(dep, candidates)
-            replica = self.router.pick(ctx.model, candidates)
+            replica = self.router.route(ctx, candidates)
             finish.take_replica(replica)
             try:
                 return await call(ctx)

@@ -162,6 +162,7 @@ class _Runner:
         self.replica.base_url = f"http://{host}:{port}/v1"
         self.replica.model_id = spec.model_id or self._dep.name
         self.replica.headers = replica_auth.auth_headers(secret)
+        self.replica.generation += 1
         log_file = process.open_log(self.log_path, f"{self.replica.replica_id}: {spec.argv}")
         try:
             proc = await process.spawn(spec.argv, replica_auth.secret_env(spec, secret), log_file)

@@ -199,6 +199,7 @@ class _RayRunner:
         self.replica.base_url = f"http://{info['host']}:{info['port']}/v1"
         self.replica.model_id = info["model_id"]
         self.replica.headers = replica_auth.auth_headers(info["secret"])
+        self.replica.generation += 1
         logger.info(
             "replica %s started on node %s: pid %s at %s",
             self.replica.replica_id, info["node_id"], info["pid"], self.replica.base_url,

@@ -31,6 +31,9 @@ class Replica:
     # Per-replica capacity for the admission issue; None means unbounded.
     max_inflight: int | None = None
     last_used: float = 0.0
+    # Bumped by the supervisor each time the replica's engine (re)starts: its caches start
+    # empty, so the router forgets what it thought that replica held.
+    generation: int = 0
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "inflight":

@@ -80,7 +80,7 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 def _so_far(
     req: ChatCompletionRequest | CompletionRequest, run: Run
-) -> Callable[[], dict[str, int]] | None:
+) -> Callable[[], dict[str, Any]] | None:
     return run.usage if req.wants_continuous_usage() else None
 
 
@@ -266,7 +266,7 @@ class UsageLog:
     def __init__(self, path: str) -> None:
         self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
 
-    def write(self, request_id: str, usage: dict[str, int], outcome: str) -> None:
+    def write(self, request_id: str, usage: dict[str, Any], outcome: str) -> None:
         record = {"request_id": request_id, "outcome": outcome, **usage}
         self._file.write(json.dumps(record) + "\n")
 

@@ -32,11 +32,17 @@ OPTIONAL_FEATURES = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """One prompt, as the backend will see it; ``num_tokens`` is what usage reports."""
+    """One prompt, as the backend will see it; ``num_tokens`` is what usage reports.
+
+    ``cached_tokens`` is how many leading tokens a prefix cache already held (reported as
+    ``usage.prompt_tokens_details.cached_tokens``); None for a backend without one."""
 
     text: str | None
     token_ids: list[int] | None
     num_tokens: int
+    cached_tokens: int | None = None
+    # The token sequence a stand-in prefix cache keys on (the simulator's), if any.
+    cache_tokens: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,13 +169,18 @@ class Run:
     prompt_tokens: int
     completion_tokens: int = 0
     finished: dict[int, str] = field(default_factory=dict)
+    # Prompt tokens a prefix cache held; None when the backend has no cache to report.
+    cached_tokens: int | None = None
 
-    def usage(self) -> dict[str, int]:
-        return {
+    def usage(self) -> dict[str, Any]:
+        usage: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
+        if self.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return usage
 
 
 def start_run(
@@ -194,8 +199,14 @@ def start_run(
             streams.append((index, _with_stops(stream, stops) if stops else stream))
     # OpenAI counts a prompt once however many choices it has.
     prompt_tokens = sum(p.num_tokens for p in prompts)
+    cached = [p.cached_tokens for p in prompts if p.cached_tokens is not None]
     events = _single(streams[0][1], streams[0][0]) if len(streams) == 1 else _merge(streams)
-    return Run(events, [i for i, _ in streams], prompt_tokens)
+    return Run(
+        events,
+        [i for i, _ in streams],
+        prompt_tokens,
+        cached_tokens=sum(cached) if cached else None,
+    )
 
 
 async def collect(run: Run) -> dict[int, str]:

@@ -40,7 +40,7 @@ class ChunkEncoder:
         created: int,
         model: str,
         include_usage: bool,
-        usage_so_far: Callable[[], dict[str, int]] | None = None,
+        usage_so_far: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._head = (
             f'data: {{"id":{_dumps(response_id)},"object":"{self.object_name}",'
@@ -57,7 +57,7 @@ class ChunkEncoder:
             return (self._head + body + tail).encode()
         return (self._head + body + self._tail).encode()
 
-    def usage(self, usage: dict[str, int]) -> bytes:
+    def usage(self, usage: dict[str, Any]) -> bytes:
         """The final chunk of ``stream_options.include_usage``: no choices, only usage."""
         return (self._usage_head + _dumps(usage) + "}\n\n").encode()
 

@@ -1,0 +1,1 @@
+"""Routing policies: prompt hashing, the prefix index, affinity and the load guard."""
