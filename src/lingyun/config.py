@@ -87,6 +87,7 @@ class DeploymentConfig(BaseModel):
     def bounds_output(self) -> bool:
         """Did the operator declare a bound (``max_output_tokens``, or in ``args``)?"""
         return self.max_output_tokens is not None or "max_output_tokens" in self.args
+
     # Replica choice: fewest in flight, prompt-prefix affinity, or session affinity (both
     # guarded by load); share_prefix_cache lets tenants' identical prompts share affinity.
     routing: Literal["least-inflight", "prefix", "session"] = "least-inflight"
