@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from lingyun import __version__
+from lingyun import __version__, console
 from lingyun.admission import AdmissionControl
 from lingyun.api.admin import router as admin_router
 from lingyun.api.errors import install_error_handlers
@@ -92,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
         poller = asyncio.create_task(_follow_deployments(settings, store, catalog, supervisor))
         price_poller = asyncio.create_task(_refresh(prices.load, db))
         logger.info("serving %d deployment(s): %s", len(deployments), [d.name for d in deployments])
+        await console.start(app, db, settings.host, settings.port, [d.name for d in deployments])
         try:
             yield
         finally:
@@ -119,6 +120,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(openai_router)
     app.include_router(usage_router)
     app.include_router(admin_router)
+    console.install(app)  # /console pages and assets; / redirects there
 
     @app.get("/health", tags=["ops"])
     async def health(request: Request) -> dict[str, Any]:
