@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.console.conftest import Console, form_of
+from tests.support.console import Console, form_of
 
 
 def test_pages_send_a_content_security_policy(console: Console) -> None:

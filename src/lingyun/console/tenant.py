@@ -3,8 +3,6 @@ with prices and a snippet, and the playground."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -12,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from lingyun.api.admin.billing import invoice_csv
 from lingyun.console.charts import bar_chart, days
 from lingyun.console.context import ConsoleRoute, Page, lang_of, page_for, render
 from lingyun.console.i18n import translator
@@ -86,17 +85,6 @@ async def usage_page(
     return render(request, "usage.html", page=page, invoice=invoice, month=chosen,
                   balance=balance, quotas=quotas, log=log, ended=request_log.ended,
                   model=model, failed=failed)  # fmt: skip
-
-
-def invoice_csv(invoice: dict[str, Any]) -> str:
-    """The same CSV as ``lingyun invoice --out``: one row per model line."""
-    buf = io.StringIO()
-    rows = invoice["lines"]
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return buf.getvalue()
 
 
 @router.get("/usage/invoice.{fmt}")
