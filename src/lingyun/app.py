@@ -114,6 +114,8 @@ def create_app(settings: Settings) -> FastAPI:
         title="Lingyun",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # served by the console from local assets (no CDN)
+        redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)

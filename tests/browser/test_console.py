@@ -296,3 +296,25 @@ def test_every_page_in_english_and_chinese(
     page.goto("/console/models")
     page.get_by_role("link", name="中文").click()
     expect(page.get_by_role("heading", name="模型")).to_be_visible()
+
+
+def test_api_docs_load_from_local_assets(browse: Browse) -> None:
+    page = browse.page()
+    page.goto("/docs")
+    expect(page.get_by_text("/admin/v1/tenants/{tenant_id}/invoices/{month}").first).to_be_visible()
+    browse.shot(page, "api-docs")
+
+
+def test_pages_load_only_the_consoles_own_small_assets(
+    browse: Browse, admin: BrowserContext, acme: str
+) -> None:
+    """Page weight: every console page loads one script and one stylesheet, both small."""
+    page = admin.new_page()
+    weights: dict[str, int] = {}
+    page.on("response", lambda r: r.request.resource_type in ("script", "stylesheet")
+            and weights.__setitem__(r.url, len(r.body())))  # fmt: skip
+    for path in PAGES:
+        page.goto(f"/console{path}?tenant={acme}")
+    assert set(weights) == {f"{browse.base_url}/console/static/console.js",
+                            f"{browse.base_url}/console/static/console.css"}, weights  # fmt: skip
+    assert sum(weights.values()) < 20_000, weights
