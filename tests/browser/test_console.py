@@ -17,7 +17,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from tests.support.browser import ADMIN_EMAIL, ADMIN_PASSWORD, Browse, setup_url, sign_in
 from tests.support.server import LingyunServer
 
-PAGES = ["", "/keys", "/usage", "/models", "/playground", "/ops/tenants", "/ops/deployments",
+PAGES = ["", "/keys", "/usage", "/models", "/playground", "/projects", "/ops/tenants", "/ops/deployments",
          "/ops/users", "/ops/audit"]  # fmt: skip
 
 
@@ -296,6 +296,30 @@ def test_every_page_in_english_and_chinese(
     page.goto("/console/models")
     page.get_by_role("link", name="中文").click()
     expect(page.get_by_role("heading", name="模型")).to_be_visible()
+
+
+def test_projects_and_members_then_the_member_signs_in(
+    browse: Browse, admin: BrowserContext, acme: str
+) -> None:
+    page = admin.new_page()
+    page.goto(f"/console/projects?tenant={acme}")
+    page.get_by_label("Name").fill("research")
+    page.get_by_role("button", name="Create project").click()
+    expect(page.locator("tr[data-project=research]")).to_be_visible()
+    page.get_by_label("Email").fill("dev@acme.example")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_label("Role").select_option("member")
+    page.get_by_label("Project").select_option(label="research")
+    page.get_by_role("button", name="Add member").click()
+    expect(page.locator('tr[data-member="dev@acme.example"]')).to_contain_text("research")
+    member = browse.page()
+    sign_in(member, "dev@acme.example", ADMIN_PASSWORD)
+    member.goto("/console/keys")
+    options = member.get_by_label("Project").locator("option").all_inner_texts()
+    assert options == ["research"]
+    expect(member.get_by_role("link", name="Tenants")).to_have_count(0)
+    member.goto("/console/projects")
+    expect(member.get_by_role("button", name="Create project")).to_have_count(0)
 
 
 def test_api_docs_load_from_local_assets(browse: Browse) -> None:

@@ -109,3 +109,28 @@ def test_signed_out_session_no_longer_works(console: Console) -> None:
     with httpx.Client(base_url=console.server.base_url, cookies={"ly_session": token}) as replay:
         resp = replay.get("/console/keys")
     assert resp.status_code == 303 and "/console/login" in resp.headers["location"]
+
+
+def test_members_cannot_create_projects_or_hand_out_roles(console: Console) -> None:
+    c = console.browser("member@acme.example")
+    form = form_of(c.get("/console/projects"))
+    assert c.post("/console/projects", data={**form, "name": "mine"}).status_code == 403
+    resp = c.post(
+        "/console/members",
+        data={**form, "email": "x@acme.example", "password": "long enough pw", "role": "viewer"},
+    )
+    assert resp.status_code == 403
+
+
+def test_tenant_admin_cannot_add_members_to_another_tenant(console: Console) -> None:
+    c = console.browser("tenant_admin@acme.example")
+    form = form_of(c.get("/console/projects"))
+    body = {**form, "email": "spy@acme.example", "password": "long enough pw", "role": "member"}
+    globex = console.tenants["globex"]
+    assert c.post("/console/members", data={**body, "tenant": globex}).status_code == 404
+    acme = console.tenants["acme"]
+    resp = c.post(
+        "/console/members", data={**body, "tenant": acme, "project": console.projects["globex"]}
+    )
+    assert resp.status_code == 404
+    assert c.post("/console/members", data={**body, "role": "platform_admin"}).status_code == 403

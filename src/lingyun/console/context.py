@@ -28,7 +28,13 @@ from lingyun.console.security import (
     csrf_ok,
     csrf_token,
 )
-from lingyun.errors import AuthenticationError, LingyunError, NotFoundError, PermissionDeniedError
+from lingyun.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    LingyunError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from lingyun.store.db import Database
 from lingyun.store.models import Tenant
 from lingyun.tenancy.audit import Actor
@@ -153,6 +159,8 @@ async def check_form(request: Request) -> dict[str, str]:
     values = {k: v for k, v in form.items() if isinstance(v, str)}
     if not csrf_ok(request, values.get("csrf")):
         raise BadForm
+    if any("\x00" in v for v in values.values()):
+        raise InvalidRequestError("Form fields may not contain NUL characters.")
     return values
 
 

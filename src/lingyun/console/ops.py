@@ -26,6 +26,7 @@ from lingyun.serving.deployments import DeploymentStore
 from lingyun.tenancy.audit import list_events
 from lingyun.tenancy.users import UserService
 
+MAX_TOPUP = Decimal(10**12)
 router = APIRouter(prefix="/console/ops", route_class=ConsoleRoute, include_in_schema=False)
 
 
@@ -68,6 +69,8 @@ async def top_up(request: Request, tenant_id: str, page: AdminPage) -> Response:
     tenant = await page.tenancy.tenant_by_id(tenant_id)
     try:
         amount: Decimal = parse_money(form.get("amount", ""), "amount")
+        if not 0 < amount < MAX_TOPUP:
+            raise InvalidRequestError(f"A top-up is more than 0 and less than {MAX_TOPUP}.")
     except (InvalidRequestError, ValueError) as exc:
         return await tenants_page(request, page, error=getattr(exc, "message", str(exc)))
     await accounts.credit(page.db, tenant.id, amount, note=f"console by {page.principal.email}",

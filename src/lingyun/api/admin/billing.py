@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 
 from lingyun.api.admin.deps import AdminCtx
 from lingyun.api.admin.schemas import IdPath, ListResponse, ModelName
@@ -28,7 +29,9 @@ from lingyun.tenancy.audit import record
 
 router = APIRouter(tags=["admin: billing"])
 
-Amount = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[0-9]+(\.[0-9]+)?$")]
+# Up to a trillion, with the ledger's 9 decimal places at most (amounts are integer billionths).
+Amount = Annotated[str, Field(min_length=1, max_length=22, pattern=r"^[0-9]{1,12}(\.[0-9]+)?$")]
+Text = Annotated[str, Field(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
 MonthPath = Annotated[str, Path(pattern=r"^[0-9]{4}-[0-9]{2}$")]
 
 
@@ -54,8 +57,8 @@ class PriceSetRequest(BaseModel):
 class TopUpRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount: Amount
-    note: str = Field(default="", max_length=256)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
+    note: Text = ""
+    idempotency_key: Text | None = None
 
 
 class BalanceResponse(BaseModel):
@@ -212,7 +215,12 @@ async def quotas(tenant_id: IdPath, ctx: AdminCtx) -> ListResponse[QuotaResponse
 async def grant_quota(tenant_id: IdPath, body: QuotaRequest, ctx: AdminCtx) -> QuotaResponse:
     ctx.principal.require_platform_admin()
     await ctx.visible_tenant(tenant_id)
-    q = await accounts.grant_quota(ctx.db, tenant_id, body.model, body.tokens, body.expires_at)
+    try:
+        q = await accounts.grant_quota(ctx.db, tenant_id, body.model, body.tokens, body.expires_at)
+    except IntegrityError:
+        raise InvalidRequestError(
+            "This tenant already has a quota for this model and expiry.", code="conflict"
+        ) from None
     async with ctx.db.session() as s:
         details = {"model": body.model, "tokens": body.tokens}
         record(s, ctx.actor, "quota.grant", target_type="tenant", target_id=tenant_id,

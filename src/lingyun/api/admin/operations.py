@@ -118,7 +118,7 @@ async def undeploy(name: str, ctx: AdminCtx) -> Response:
 async def requests(
     tenant_id: IdPath,
     ctx: AdminCtx,
-    model: Annotated[str | None, Query(max_length=256)] = None,
+    model: Annotated[str | None, Query(max_length=256, pattern=r"^[^\x00]*$")] = None,
     failed: bool = False,
     limit: Annotated[int, Query(ge=1, le=request_log.MAX_ROWS)] = 100,
 ) -> ListResponse[RequestLogEntry]:
@@ -144,7 +144,7 @@ async def series(
     tenant_id: IdPath,
     ctx: AdminCtx,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
-    model: Annotated[str | None, Query(max_length=256)] = None,
+    model: Annotated[str | None, Query(max_length=256, pattern=r"^[^\x00]*$")] = None,
 ) -> ListResponse[SeriesPoint]:
     """One point per UTC day (oldest first, empty days included), for charts."""
     await ctx.visible_tenant(tenant_id)
