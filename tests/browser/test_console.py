@@ -70,6 +70,11 @@ def test_first_start_prints_a_setup_link_that_works_once(
     page.goto("/console")
     for name in ("Overview", "API keys", "Usage", "Models", "Playground"):
         expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
+    # A new platform admin has no tenant yet: tenant pages say so and lead to creating one.
+    page.goto("/console/keys")
+    expect(page.get_by_role("heading", name="No tenant yet.")).to_be_visible()
+    page.get_by_role("link", name="Create tenant").click()
+    page.wait_for_url("**/console/ops/tenants")
     other = browse.page()
     resp = other.goto(setup_url(server))
     assert resp is not None and resp.status == 404

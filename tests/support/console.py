@@ -46,8 +46,9 @@ def form_of(resp: httpx.Response) -> dict[str, str]:
 
 
 @contextmanager
-def console_world(data_dir: Path) -> Iterator[Console]:
-    server = LingyunServer(data_dir=data_dir, database_url=fresh_sqlite(data_dir),
+def console_world(data_dir: Path, database_url: str | None = None) -> Iterator[Console]:
+    url = database_url or fresh_sqlite(data_dir)
+    server = LingyunServer(data_dir=data_dir, database_url=url,
                            models=[{"name": "sim", "engine": "simulator"}])  # fmt: skip
     server.start()
     try:

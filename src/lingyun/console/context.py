@@ -57,6 +57,12 @@ class SignInRequired(Exception):
     """No valid session: the page answers with a redirect to the sign-in page."""
 
 
+class NoTenant(LingyunError):
+    """A tenant page for someone who belongs to no tenant (a new platform admin)."""
+
+    status_code = 404
+
+
 class BadForm(Exception):
     """A state change without a valid CSRF token or from another origin."""
 
@@ -113,7 +119,7 @@ class Page:
 
     def require_tenant(self) -> Tenant:
         if self.tenant is None:
-            raise NotFoundError("No tenant to show yet.", code="not_found")
+            raise NoTenant("No tenant yet.")
         return self.tenant
 
     def url(self, path: str, **query: str) -> str:
@@ -164,8 +170,8 @@ async def check_form(request: Request) -> dict[str, str]:
     return values
 
 
-def _error_page(request: Request, status: int, message: str) -> Response:
-    return render(request, "error.html", status=status, message=message)
+def _error_page(request: Request, status: int, message: str, create: str = "") -> Response:
+    return render(request, "error.html", status=status, message=message, create=create)
 
 
 class ConsoleRoute(APIRoute):
@@ -188,6 +194,8 @@ class ConsoleRoute(APIRoute):
                 response = _error_page(request, 404, t("Not found."))
             except PermissionDeniedError:
                 response = _error_page(request, 403, t("You may not do this."))
+            except NoTenant:
+                response = _error_page(request, 404, t("No tenant yet."), t("Create tenant"))
             except LingyunError as exc:
                 response = _error_page(request, exc.status_code, exc.message)
             for name, value in SECURITY_HEADERS.items():

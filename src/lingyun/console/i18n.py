@@ -113,6 +113,7 @@ ZH: dict[str, str] = {
     "The form expired. Reload the page and try again.": "表单已失效，请刷新页面后重试。",
     "Done.": "已完成。",
     "Operator": "运营",
+    "No tenant yet.": "还没有租户。",
     "Projects": "项目与成员",
     "Projects and members": "项目与成员",
     "Create project": "创建项目",

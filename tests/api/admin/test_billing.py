@@ -7,8 +7,12 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from tests.support.console import ROOT, Console
 from tests.support.tenancy import login, ok
+
+pytestmark = pytest.mark.postgres
 
 
 def test_prices_set_by_platform_admin_only(console: Console) -> None:

@@ -13,6 +13,8 @@ import pytest
 from tests.support.console import ROOT, Console
 from tests.support.tenancy import login, ok
 
+pytestmark = pytest.mark.postgres
+
 
 def _until(check: Callable[[], Any], timeout_s: float = 90.0) -> Any:
     deadline = time.monotonic() + timeout_s
