@@ -106,6 +106,28 @@ def test_sign_in_wrong_password_then_right_then_sign_out(browse: Browse, admin: 
     page.wait_for_url("**/console/login**")
 
 
+def _tab_to(page: Page, selector: str, limit: int = 30) -> None:
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"document.activeElement.matches({selector!r})"):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def test_sign_in_and_navigate_by_keyboard_alone(browse: Browse, admin: object) -> None:
+    page = browse.page()
+    page.goto("/console/login")
+    _tab_to(page, "#email")
+    page.keyboard.type(ADMIN_EMAIL)
+    page.keyboard.press("Tab")
+    page.keyboard.type(ADMIN_PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console")
+    _tab_to(page, "nav a[href^='/console/keys']")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console/keys**")
+
+
 def test_sign_in_is_rate_limited_with_a_clear_message(browse: Browse) -> None:
     page = browse.page()
     for _ in range(5):
