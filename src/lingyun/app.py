@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from lingyun import __version__
+from lingyun import __version__, console
 from lingyun.admission import AdmissionControl
 from lingyun.api.admin import router as admin_router
 from lingyun.api.errors import install_error_handlers
@@ -99,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
         poller = asyncio.create_task(_follow_deployments(settings, store, catalog, supervisor))
         price_poller = asyncio.create_task(_refresh(prices.load, db))
         logger.info("serving %d deployment(s): %s", len(deployments), [d.name for d in deployments])
+        await console.start(app, db, settings.host, settings.port, [d.name for d in deployments])
         try:
             yield
         finally:
@@ -121,6 +122,8 @@ def create_app(settings: Settings) -> FastAPI:
         title="Lingyun",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # served by the console from local assets (no CDN)
+        redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
@@ -128,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(openai_router)
     app.include_router(usage_router)
     app.include_router(admin_router)
+    console.install(app)  # /console pages and assets; / redirects there
 
     app.include_router(health_router)
     app.state.health_token = settings.health_token

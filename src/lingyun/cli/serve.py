@@ -57,6 +57,7 @@ def serve(
     )
     # Health probes and the relay log every request at INFO; keep the server log readable.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the banner says what matters
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     uvicorn.run(
         create_app(settings),
