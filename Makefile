@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # llama.cpp is compiled from source: portable flags so the wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install run test lint typecheck bench bench-fairness bench-metering clean
+.PHONY: install run test lint typecheck bench bench-fairness bench-metering bench-routing clean
 
 install: $(STAMP)
 
@@ -44,6 +44,11 @@ bench-fairness: install
 # Requests/s through Lingyun with metering on and off, side by side (a few minutes).
 bench-metering: install
 	$(PY) -m benchmarks.metering $(BENCH_ARGS)
+
+# Routing policies side by side over simulator replicas with a prefix cache (BENCH_ARGS=--quick:
+# about 90 s).
+bench-routing: install
+	$(PY) -m benchmarks.routing $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .lingyun .pytest_cache .mypy_cache .ruff_cache

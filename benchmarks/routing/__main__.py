@@ -10,7 +10,8 @@ sequences decoding at once (the rest wait). Two workloads, each against a fresh 
 
 1. sessions: closed-loop clients hold multi-turn conversations (``--turns``) over a few long
    shared system prompts; least-inflight vs prefix vs session.
-2. skewed: single-turn requests, ``--hot-share`` of them on one hot system prompt;
+2. skewed: single-turn requests, ``--hot-share`` of them on one hot system prompt (the
+   rest short prompts);
    least-inflight vs prefix (guarded) vs prefix without the guard.
 
 Per run: TTFT p50/p99, requests and output tokens per second, the prompt-cache hit ratio
@@ -53,26 +54,26 @@ def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.routing", description=__doc__)
     p.add_argument("--quick", action="store_true", help="short windows (under 2 minutes)")
     p.add_argument("--replicas", type=int, default=4)
-    p.add_argument("--clients", type=int, default=16)
-    p.add_argument("--prompts", type=int, default=4, help="shared system prompts")
-    p.add_argument("--prompt-tokens", type=int, default=1500, help="system prompt length")
-    p.add_argument("--turns", type=int, default=6)
-    p.add_argument("--user-words", type=int, default=40)
-    p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--prompts", type=int, default=2, help="shared system prompts")
+    p.add_argument("--prompt-tokens", type=int, default=1000, help="system prompt length")
+    p.add_argument("--turns", type=int, default=10)
+    p.add_argument("--user-words", type=int, default=10)
+    p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--hot-share", type=float, default=0.9)
-    p.add_argument("--cache-tokens", type=int, default=8192)
-    p.add_argument("--prefill-ms", type=float, default=0.1, help="per uncached prompt token")
-    p.add_argument("--ttft-ms", type=float, default=5.0)
-    p.add_argument("--itl-ms", type=float, default=20.0)
-    p.add_argument("--max-running", type=int, default=6)
+    p.add_argument("--cache-tokens", type=int, default=16384)
+    p.add_argument("--prefill-ms", type=float, default=3.0, help="per uncached prompt token")
+    p.add_argument("--ttft-ms", type=float, default=10.0)
+    p.add_argument("--itl-ms", type=float, default=30.0)
+    p.add_argument("--max-running", type=int, default=4)
     p.add_argument("--imbalance-abs", type=float, default=2.0)
     p.add_argument("--imbalance-ratio", type=float, default=1.5)
     p.add_argument("--phases", default="sessions,skewed", help="comma-separated")
     p.add_argument("--warmup", type=float, default=None)
     p.add_argument("--window", type=float, default=None)
     args = p.parse_args()
-    args.warmup = args.warmup if args.warmup is not None else (3.0 if args.quick else 10.0)
-    args.window = args.window if args.window is not None else (10.0 if args.quick else 45.0)
+    args.warmup = args.warmup if args.warmup is not None else (5.0 if args.quick else 15.0)
+    args.window = args.window if args.window is not None else (25.0 if args.quick else 90.0)
     return args
 
 
@@ -116,22 +117,32 @@ def _wait_all_replicas(server: LingyunServer, replicas: int, timeout_s: float = 
         time.sleep(0.25)
 
 
+def _replica_health_urls(server: LingyunServer, deployment: str) -> list[str]:
+    """Each replica's own /health, found from its process's ``--port`` (same machine)."""
+    (dep,) = [d for d in server.health()["deployments"] if d["name"] == deployment]
+    urls = []
+    for r in dep["replica_states"]:
+        argv = Path(f"/proc/{r['pid']}/cmdline").read_bytes().split(b"\0")
+        port = int(argv[argv.index(b"--port") + 1])
+        urls.append(f"http://127.0.0.1:{port}/health")
+    return urls
+
+
 def _run_phases(args: argparse.Namespace, server: LingyunServer) -> dict[str, Any]:
+    """Per phase, the policies' loads run at the same time, each on its own deployment: a
+    busy machine's noise then falls on all of them alike."""
     out: dict[str, Any] = {}
-    for phase, policies in PHASES.items():
+    for p, (phase, policies) in enumerate(PHASES.items()):
         if phase not in args.phases.split(","):
             continue
-        out[phase] = {}
+        runs = []
         for i, policy in enumerate(policies):
-            seed = 10 * i + (1 if phase == "sessions" else 2)
-            key = new_key(server, f"{phase}-{policy}")[0]
+            seed = 10 * p + i + 1
             load = Load(
                 model=policy,
-                key=key,
-                # fresh prompts per run, so no run reuses what an earlier one cached
-                prompts=system_prompts(
-                    args.prompts + (1 if phase == "skewed" else 0), args.prompt_tokens, seed
-                ),
+                key=new_key(server, f"{phase}-{policy}")[0],
+                # prompts of their own per run: no run reuses what another one cached
+                prompts=system_prompts(args.prompts, args.prompt_tokens, seed),
                 clients=args.clients,
                 turns=args.turns if phase == "sessions" else 1,
                 user_words=args.user_words,
@@ -139,7 +150,14 @@ def _run_phases(args: argparse.Namespace, server: LingyunServer) -> dict[str, An
                 hot_share=args.hot_share if phase == "skewed" else 0.0,
                 seed=seed,
             )
-            stats = asyncio.run(run_load(server.base_url, load, args.warmup, args.window))
+            urls = _replica_health_urls(server, policy)
+            runs.append(run_load(server.base_url, load, args.warmup, args.window, urls))
+
+        async def together(runs: list[Any] = runs) -> list[Any]:
+            return list(await asyncio.gather(*runs))
+
+        out[phase] = {}
+        for policy, stats in zip(policies, asyncio.run(together()), strict=True):
             out[phase][policy] = summary(stats, args.window)
             print(f"{phase:9} {policy:16} {json.dumps(out[phase][policy])}", flush=True)
     return out

@@ -4,7 +4,9 @@ skewed stream where one system prompt carries most of the traffic.
 Closed loop: each client sends a streaming chat request, reads it to the end (TTFT is the
 first content chunk; usage, asked for, gives prompt and cached tokens), and sends the next.
 A session client keeps a conversation going for ``turns`` turns with an ``X-Session-ID``,
-appending each reply, then starts a new session on a random system prompt. Only requests
+appending each reply, then starts a new session on a random system prompt. The skewed stream
+sends ``hot_share`` of its requests with the one long hot system prompt, the rest with short
+prompts of their own. Only requests
 sent and finished inside the measurement window count.
 """
 
@@ -46,6 +48,8 @@ class Stats:
     cached_tokens: int = 0
     output_tokens: int = 0
     errors: int = 0
+    # sampled through the window: per replica (sequences running + waiting), and waiting
+    replica_load: list[list[int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,9 @@ class Load:
     seed: int = 1
 
 
-async def run_load(base_url: str, load: Load, warmup_s: float, window_s: float) -> Stats:
+async def run_load(
+    base_url: str, load: Load, warmup_s: float, window_s: float, replica_urls: list[str]
+) -> Stats:
     stats = Stats()
     start = time.perf_counter()
     window = Window(start + warmup_s, start + warmup_s + window_s)
@@ -122,8 +128,8 @@ async def run_load(base_url: str, load: Load, warmup_s: float, window_s: float) 
         while time.perf_counter() < window.end:
             if load.hot_share and rng.random() < load.hot_share:
                 system = load.prompts[0]
-            elif load.hot_share:
-                system = rng.choice(load.prompts[1:])
+            elif load.hot_share:  # the rest: short prompts, each its own
+                system = words(rng, 20)
             else:
                 system = rng.choice(load.prompts)
             messages: list[dict[str, str]] = [{"role": "system", "content": system}]
@@ -153,6 +159,7 @@ async def run_load(base_url: str, load: Load, warmup_s: float, window_s: float) 
         base_url=base_url, timeout=300, limits=limits, trust_env=False
     ) as http:
         tasks = [asyncio.create_task(client(http, n)) for n in range(load.clients)]
+        tasks.append(asyncio.create_task(_probe(http, replica_urls, window, stats)))
         await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
         for task in tasks:  # requests still running are cut off: they are outside the window
             task.cancel()
@@ -160,6 +167,18 @@ async def run_load(base_url: str, load: Load, warmup_s: float, window_s: float) 
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     return stats
+
+
+async def _probe(http: httpx.AsyncClient, urls: list[str], window: Window, stats: Stats) -> None:
+    """Sample every replica's sequences (running and waiting) a few times a second."""
+    await asyncio.sleep(max(0.0, window.begin - time.perf_counter()))
+    while time.perf_counter() < window.end:
+        sample = []
+        for url in urls:
+            health = (await http.get(url, timeout=5)).json()
+            sample.append(int(health.get("active", 0)))
+        stats.replica_load.append(sample)
+        await asyncio.sleep(0.25)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -182,6 +201,11 @@ def summary(stats: Stats, window_s: float) -> dict[str, Any]:
         "cache_hit_ratio": round(stats.cached_tokens / stats.prompt_tokens, 3)
         if stats.prompt_tokens
         else 0.0,
+        "replica_load_spread_mean": round(
+            sum(max(s) - min(s) for s in stats.replica_load) / len(stats.replica_load), 2
+        )
+        if stats.replica_load
+        else None,
         "prompt_tokens": stats.prompt_tokens,
         "cached_tokens": stats.cached_tokens,
     }
