@@ -30,6 +30,7 @@ REPLICA = Replica("sim", "sim-0", "http://127.0.0.1:1/v1", "sim")
 
 
 async def _app(scope: Any, receive: Any, send: Any) -> None:
+    scope["state"]["observed"] = True  # as hooks.bind does for requests the pipeline sees
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"{}"})
 
