@@ -123,6 +123,11 @@ def test_counters_and_histograms_match_the_traffic(server: LingyunServer) -> Non
     assert value(s, req, model="sim", status="502", code="upstream_error") == 1
     assert value(s, req, model="sim-slow", status="499", code="client_disconnected") == 1
     assert value(s, req) == ok + NOT_FOUND + (LIMITED_TRIES - RPM) + 1 + 1
+    # The request log (default: bare JSON lines on stderr, here serve.log): one per request.
+    log = server.data_dir / "serve.log"
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith('{"ts"')]
+    assert len(lines) == value(s, req)
+    assert sorted(x["end"] for x in lines).count("refused") == NOT_FOUND + LIMITED_TRIES - RPM
     # 4 output tokens per successful simulator answer.
     assert value(s, "lingyun_completion_tokens_total", model="sim") == 4 * ok
     assert value(s, "lingyun_prompt_tokens_total", model="sim") > 0

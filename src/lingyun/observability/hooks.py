@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lingyun.observability import labels, metrics
+from lingyun.observability.fast import Batch, child
 from lingyun.observability.request_log import RequestLog
 
 if TYPE_CHECKING:
-    from prometheus_client.metrics import Histogram
     from starlette.requests import Request
 
     from lingyun.gateway.context import RequestContext
@@ -77,18 +77,18 @@ def public_id(ctx: RequestContext) -> str:
 
 
 class _Gaps:
-    """A token hook: observes the time between consecutive streamed content events."""
+    """A token hook: the time between consecutive streamed events, added up at the end."""
 
-    __slots__ = ("hist", "last")
+    __slots__ = ("batch", "last")
 
-    def __init__(self, hist: Histogram) -> None:
-        self.hist = hist
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
         self.last: float | None = None
 
     def __call__(self, _tokens: int) -> None:
         now = time.perf_counter()
         if self.last is not None:
-            self.hist.observe(now - self.last)
+            self.batch.observe(now - self.last)
         self.last = now
 
 
@@ -100,8 +100,8 @@ async def queued(ctx: RequestContext, waiting: Awaitable[None]) -> None:
         return
     name = labels.MODELS(dep.name)
     if ctx.stream:
-        ctx.token_hooks.append(_Gaps(metrics.ITL.labels(name)))
-    gauge = metrics.QUEUED.labels(name)
+        ctx.token_hooks.append(_Gaps(Batch(child(metrics.ITL, name))))
+    gauge = child(metrics.QUEUED, name)
     start = time.perf_counter()
     gauge.inc()
     try:
@@ -110,7 +110,7 @@ async def queued(ctx: RequestContext, waiting: Awaitable[None]) -> None:
         gauge.dec()
         waited = time.perf_counter() - start
         ctx.marks["queue_s"] = waited
-        metrics.QUEUE_WAIT.labels(name).observe(waited)
+        child(metrics.QUEUE_WAIT, name).observe(waited)
 
 
 def end_reason(ctx: RequestContext) -> str:
@@ -145,24 +145,28 @@ def observe(ctx: RequestContext) -> None:
 def _count(ctx: RequestContext, end: str) -> None:
     model = labels.MODELS(ctx.deployment.name) if ctx.deployment else labels.UNKNOWN
     code = labels.CODES(ctx.error_code)
-    metrics.REQUESTS.labels(model, ctx.endpoint, str(ctx.status_code), code).inc()
+    child(metrics.REQUESTS, model, ctx.endpoint, str(ctx.status_code), code).inc()
     usage = ctx.usage
     if usage.prompt_tokens:
-        metrics.PROMPT_TOKENS.labels(model).inc(usage.prompt_tokens)
+        child(metrics.PROMPT_TOKENS, model).inc(usage.prompt_tokens)
     if usage.completion_tokens:
-        metrics.COMPLETION_TOKENS.labels(model).inc(usage.completion_tokens)
+        child(metrics.COMPLETION_TOKENS, model).inc(usage.completion_tokens)
     if usage.cached_tokens:
-        metrics.CACHED_TOKENS.labels(model).inc(usage.cached_tokens)
+        child(metrics.CACHED_TOKENS, model).inc(usage.cached_tokens)
     now = time.perf_counter()
-    metrics.DURATION.labels(model, ctx.endpoint).observe(now - ctx.started)
-    if ctx.stream and ctx.first_byte_at is not None:
-        metrics.TTFT.labels(model).observe(ctx.first_byte_at - ctx.started)
+    child(metrics.DURATION, model, ctx.endpoint).observe(now - ctx.started)
+    if ctx.stream:
+        if ctx.first_byte_at is not None:
+            child(metrics.TTFT, model).observe(ctx.first_byte_at - ctx.started)
+        for hook in ctx.token_hooks:
+            if isinstance(hook, _Gaps):
+                hook.batch.flush()
     if end == "refused":
         reason = REFUSAL_REASONS.get(ctx.error_code or "")
         if reason is not None:
-            metrics.REFUSALS.labels(reason).inc()
+            child(metrics.REFUSALS, reason).inc()
     elif end == "engine_error":
-        metrics.UPSTREAM_ERRORS.labels(labels.PROVIDERS(provider_of(ctx)), code).inc()
+        child(metrics.UPSTREAM_ERRORS, labels.PROVIDERS(provider_of(ctx)), code).inc()
 
 
 def observe_unbound(endpoint: str, status: int, code: str | None) -> None:

@@ -46,18 +46,41 @@ class RequestLog:
             old.close()
         handler: logging.Handler
         if where == "stderr":
-            handler = logging.StreamHandler(sys.stderr)
+            handler = _Lines(sys.stderr)
         else:
             path = Path(where)
             path = path if path.is_absolute() else data_dir / path
             path.parent.mkdir(parents=True, exist_ok=True)
-            handler = logging.FileHandler(path, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(message)s"))
+            handler = _FileLines(path, encoding="utf-8")
         logger.addHandler(handler)
         return cls(logger)
 
     def write(self, ctx: RequestContext, end: str, provider: str) -> None:
-        self.logger.info("%s", json.dumps(line(ctx, end, provider), ensure_ascii=False))
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        text = json.dumps(line(ctx, end, provider), ensure_ascii=False)
+        # makeRecord + handle: what logger.info does, less its caller lookup (a frame walk).
+        logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, text, (), None))
+
+
+class _Lines(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the line as it is: it is already JSON, no formatting to do."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(f"{record.msg}\n")
+            self.flush()
+        except Exception:
+            self.handleError(record)
+
+
+class _FileLines(logging.FileHandler):
+    def emit(self, record: logging.LogRecord) -> None:
+        # uvicorn's logging setup closes every handler once; reopen, as FileHandler does.
+        if self.stream is None:
+            self.stream = self._open()
+        _Lines.emit(self, record)  # type: ignore[arg-type]
 
 
 def _ms(seconds: float | None) -> float | None:
