@@ -27,6 +27,10 @@ def _chat(w: World, key: str, model: str) -> httpx.Response:
 
 
 def _without(body: dict[str, object], *names: str) -> str:
+    """The body with these names masked, and without its request id (unique per request)."""
+    error = body.get("error")
+    if isinstance(error, dict):
+        body = {**body, "error": {k: v for k, v in error.items() if k != "request_id"}}
     text = str(body)
     for n in names:
         text = text.replace(n, "NAME")

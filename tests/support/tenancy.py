@@ -20,12 +20,13 @@ import httpx
 from tests.support.server import LingyunServer
 
 PASSWORD = "correct horse battery"
-# One real replica ("sim"); the others are upstreams at a closed port (no process to start):
-# a request the gateway lets through to them fails with a 5xx after routing, never a 404.
+# Two real replicas ("sim", and "sim-b", whose served requests show in tenant B's usage,
+# which is billed usage); "sim-secret" is an upstream at a closed port (no process to
+# start): a request the gateway lets through to it fails with a 5xx, never a 404.
 _NOWHERE = "http://127.0.0.1:9/v1"
 MODELS = [
     {"name": "sim", "engine": "simulator"},
-    {"name": "sim-b", "engine": "openai-compatible", "base_url": _NOWHERE, "model": "x"},
+    {"name": "sim-b", "engine": "simulator"},
     {"name": "sim-secret", "engine": "openai-compatible", "base_url": _NOWHERE, "model": "x"},
 ]
 
