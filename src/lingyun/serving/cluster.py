@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from lingyun.serving import replica_auth
 from lingyun.serving.pool import PooledSupervisor
 from lingyun.serving.replica import Replica
 from lingyun.serving.supervisor import DeploymentStatus, ReplicaState, ReplicaStatus
@@ -73,7 +74,9 @@ class Coordinator:
         self._followed: dict[str, dict[str, Replica]] = {}
         self._waiting: dict[str, int] = {}
         # What the registry holds for us, so an unchanged beat writes nothing.
-        self._last_published: set[tuple[str, str, str, str, bool, str, int | None]] | None = None
+        self._last_published: (
+            set[tuple[str, str, str, str, bool, str, int | None, str | None]] | None
+        ) = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -247,7 +250,16 @@ class Coordinator:
     async def _publish(self) -> None:
         now = utcnow()
         snapshot = {
-            (name, r.replica_id, r.base_url, r.model_id, r.healthy, state, r.max_inflight)
+            (
+                name,
+                r.replica_id,
+                r.base_url,
+                r.model_id,
+                r.healthy,
+                state,
+                r.max_inflight,
+                replica_auth.secret_of(r.headers),
+            )
             for name in self._owned
             for r, state in self._published(name)
         }
@@ -261,7 +273,7 @@ class Coordinator:
                         )
                     )
                 )
-                for name, rid, base_url, model_id, healthy, state, max_inflight in snapshot:
+                for name, rid, base_url, model_id, healthy, state, max_inflight, secret in snapshot:
                     s.add(
                         ServingReplicaRow(
                             deployment=name,
@@ -273,6 +285,7 @@ class Coordinator:
                             state=state,
                             max_inflight=max_inflight,
                             updated_at=now,
+                            secret=secret,
                         )
                     )
                 await s.commit()
@@ -346,6 +359,7 @@ class Coordinator:
                 )
             replica.model_id = row.model_id
             replica.healthy = row.healthy
+            replica.headers = replica_auth.auth_headers(row.secret) if row.secret else {}
             followed[row.deployment][row.replica_id] = replica
         # Replicas that left the registry keep their object out of routing for any stragglers.
         for name, old_replicas in self._followed.items():

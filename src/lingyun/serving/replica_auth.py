@@ -29,6 +29,12 @@ def auth_headers(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
+def secret_of(headers: dict[str, str]) -> str | None:
+    """The secret in headers made by ``auth_headers`` (None for an unauthenticated peer)."""
+    value = headers.get("Authorization", "")
+    return value.removeprefix("Bearer ") if value.startswith("Bearer ") else None
+
+
 def secret_env(spec: ProcessSpec, secret: str) -> dict[str, str]:
     """The process environment for ``spec`` with the secret set where its engine reads it."""
     return {**spec.env, **dict.fromkeys(spec.secret_env, secret)}
