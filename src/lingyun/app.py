@@ -31,6 +31,8 @@ from lingyun.metering.admission import BillingAdmission
 from lingyun.metering.journal import Journal
 from lingyun.metering.pricing import PriceBook
 from lingyun.metering.usage_writer import UsageWriter
+from lingyun.serving.channels import ChannelRegistry
+from lingyun.serving.channels.keeper import ChannelKeeper
 from lingyun.serving.deployments import DeploymentStore, merge
 from lingyun.serving.factory import make_supervisor
 from lingyun.serving.supervisor import Supervisor
@@ -56,6 +58,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.tenancy = tenancy
         catalog = ModelCatalog(access=tenancy.access)
         catalog.replace(deployments)
+        channels = ChannelRegistry()
+        channels.apply(deployments)
+        app.state.channels = channels
         supervisor = make_supervisor(settings, db)  # local or Ray; one owner per deployment
         writer = UsageWriter(db)
         relay = Relay(timeout_s=settings.upstream_timeout_s)
@@ -86,10 +91,15 @@ def create_app(settings: Settings) -> FastAPI:
             max_body_bytes=settings.max_body_bytes,
             retry_budget=RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min_per_s),
             activation_timeout_s=settings.activation_timeout_s,
+            channels=channels,
         )
         writer.start()
         await supervisor.start(deployments)
-        poller = asyncio.create_task(_follow_deployments(settings, store, catalog, supervisor))
+        keeper = ChannelKeeper(channels, db)
+        keeper.start()
+        poller = asyncio.create_task(
+            _follow_deployments(settings, store, catalog, supervisor, channels)
+        )
         price_poller = asyncio.create_task(_refresh(prices.load, db))
         logger.info("serving %d deployment(s): %s", len(deployments), [d.name for d in deployments])
         try:
@@ -99,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await keeper.stop()
             await supervisor.stop()
             await relay.close()
             await control.stop()
@@ -160,7 +171,11 @@ async def _refresh(load: Callable[[Database], Awaitable[None]], db: Database) ->
 
 
 async def _follow_deployments(
-    settings: Settings, store: DeploymentStore, catalog: ModelCatalog, sup: Supervisor
+    settings: Settings,
+    store: DeploymentStore,
+    catalog: ModelCatalog,
+    sup: Supervisor,
+    channels: ChannelRegistry,
 ) -> None:
     current = catalog.deployments()
     while True:
@@ -170,6 +185,7 @@ async def _follow_deployments(
             if wanted != current:
                 await sup.apply(wanted)
                 catalog.replace(wanted)
+                channels.apply(wanted)
                 current = wanted
                 logger.info("deployments changed: %s", [d.name for d in wanted])
         except Exception:

@@ -17,6 +17,25 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 
+class ChannelConfig(BaseModel):
+    """One upstream endpoint/key of an ``openai-compatible`` deployment (serving/channels)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Unique within the deployment; defaults to ch0, ch1, ... in declaration order.
+    name: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    provider: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    region: str | None = None
+    model: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+    # Lower tiers are tried first; a higher tier only when every channel below is unusable.
+    priority: int = Field(default=0, ge=0)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
 class DeploymentConfig(BaseModel):
     """One entry of ``models:``: a public model name served by an engine."""
 
@@ -47,6 +66,10 @@ class DeploymentConfig(BaseModel):
     resources: dict[str, Any] = Field(default_factory=dict)
     fallbacks: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
+    # openai-compatible: several upstream endpoints/keys with weights, tiers and breakers.
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    # Breaker thresholds for the channels (serving/channels/breaker.py has the defaults).
+    breaker: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("engine")
     @classmethod

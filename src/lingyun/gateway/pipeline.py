@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -38,6 +38,9 @@ from lingyun.gateway.resolve import ModelCatalog
 from lingyun.gateway.route import RouterChain
 from lingyun.gateway.settle import Settler
 from lingyun.serving.replica import Replica
+
+if TYPE_CHECKING:
+    from lingyun.serving.channels import ChannelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +87,9 @@ class Gateway:
         max_body_bytes: int,
         retry_budget: RetryBudget | None = None,
         activation_timeout_s: float = 60.0,
+        channels: ChannelRegistry | None = None,
     ) -> None:
+        self.channels = channels
         self.retry_budget = retry_budget or RetryBudget()
         self.activation_timeout_s = activation_timeout_s
         self.authenticator = authenticator
@@ -167,6 +172,9 @@ class Gateway:
         """Route and call; a connection refused before any byte is retried elsewhere."""
         dep = ctx.deployment
         assert dep is not None
+        channels = self.channels.get(dep.name) if self.channels is not None else None
+        if channels is not None:  # an upstream with channels: weights, tiers, breakers
+            return await channels.call(ctx, finish, call)
         tried: set[str] = set()
         while True:
             candidates = [
