@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from lingyun.api.admin import audit, auth, grants, keys, limits, tenants, users
+from lingyun.api.admin import audit, auth, channels, grants, keys, limits, tenants, users
 
 router = APIRouter(prefix="/admin/v1")
-for _module in (auth, tenants, keys, users, grants, limits, audit):
+for _module in (auth, tenants, keys, users, grants, limits, audit, channels):
     router.include_router(_module.router)
 
 __all__ = ["router"]
