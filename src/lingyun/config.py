@@ -36,6 +36,16 @@ class ChannelConfig(BaseModel):
     tpm: int | None = Field(default=None, ge=1)
 
 
+class AdapterConfig(BaseModel):
+    """A LoRA adapter on a base deployment: a model of its own in the catalog (own prices,
+    grants, limits, billing), served by the base deployment's replicas."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
+    path: str = Field(min_length=1)
+
+
 class DeploymentConfig(BaseModel):
     """One entry of ``models:``: a public model name served by an engine."""
 
@@ -70,6 +80,8 @@ class DeploymentConfig(BaseModel):
     channels: list[ChannelConfig] = Field(default_factory=list)
     # Breaker thresholds for the channels (serving/channels/breaker.py has the defaults).
     breaker: dict[str, float] = Field(default_factory=dict)
+    # LoRA adapters served on this base deployment's replicas (transformers, vllm).
+    adapters: list[AdapterConfig] = Field(default_factory=list)
 
     @field_validator("engine")
     @classmethod
