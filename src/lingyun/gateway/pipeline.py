@@ -137,6 +137,7 @@ class Gateway:
         handed_off = False
         try:
             ctx.deployment = self.catalog.resolve(ctx.key, ctx.model)
+            ctx.adapter = self.catalog.adapter_of(ctx.model)
             self.retry_budget.deposit(ctx.deployment.name)
             await self.admission.admit(ctx)
             finish.admitted = True

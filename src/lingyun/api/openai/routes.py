@@ -27,8 +27,8 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {
         "object": "list",
         "data": [
-            {"id": dep.name, "object": "model", "created": created, "owned_by": "lingyun"}
-            for dep in gateway.catalog.visible(key)
+            {"id": name, "object": "model", "created": created, "owned_by": "lingyun"}
+            for name in gateway.catalog.visible_names(key)
         ],
     }
 
@@ -37,9 +37,10 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def retrieve_model(model: str, request: Request) -> dict[str, Any]:
     gateway = _gateway(request)
     key = await gateway.authenticator.authenticate(request.headers.get("authorization"))
-    dep = gateway.catalog.resolve(key, model)
+    gateway.catalog.resolve(key, model)
     created = int(request.app.state.started_at)
-    return {"id": dep.name, "object": "model", "created": created, "owned_by": "lingyun"}
+    name = gateway.catalog.canonical(model)
+    return {"id": name, "object": "model", "created": created, "owned_by": "lingyun"}
 
 
 def _body(model: type[BaseModel]) -> dict[str, Any]:
