@@ -24,6 +24,7 @@ from lingyun.api.openai.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    RerankRequest,
     parse_request,
 )
 from lingyun.config import DeploymentConfig
@@ -70,6 +71,7 @@ class Endpoint:
 CHAT = Endpoint("chat.completions", ChatCompletionRequest)
 COMPLETIONS = Endpoint("completions", CompletionRequest)
 EMBEDDINGS = Endpoint("embeddings", EmbeddingRequest)
+RERANK = Endpoint("rerank", RerankRequest)
 
 
 class Gateway:
@@ -313,6 +315,8 @@ def _context_of(endpoint: Endpoint, parsed: BaseModel) -> RequestContext:
         )
     if isinstance(parsed, EmbeddingRequest):
         parsed.inputs()  # validates emptiness
+    if isinstance(parsed, RerankRequest):
+        parsed.texts()
     return RequestContext(
         endpoint=endpoint.name,
         body=body,

@@ -33,6 +33,7 @@ PATHS = {
     "chat.completions": "/chat/completions",
     "completions": "/completions",
     "embeddings": "/embeddings",
+    "rerank": "/rerank",
 }
 DONE = b"data: [DONE]\n\n"
 

@@ -8,8 +8,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from lingyun.api.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from lingyun.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, Gateway
+from lingyun.api.openai.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RerankRequest,
+)
+from lingyun.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, RERANK, Gateway
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -76,3 +81,9 @@ async def completions(request: Request) -> Response:
 @router.post("/embeddings", openapi_extra=_body(EmbeddingRequest))
 async def embeddings(request: Request) -> Response:
     return await _gateway(request).handle(request, EMBEDDINGS)
+
+
+@router.post("/rerank", openapi_extra=_body(RerankRequest))
+async def rerank(request: Request) -> Response:
+    """Cohere/Jina-shaped reranking, passed through to engines that have it."""
+    return await _gateway(request).handle(request, RERANK)

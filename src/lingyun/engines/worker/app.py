@@ -32,6 +32,7 @@ from lingyun.api.openai.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    RerankRequest,
     parse_request,
 )
 from lingyun.engines.worker import sse
@@ -42,6 +43,7 @@ from lingyun.engines.worker.backend import (
     Prompt,
 )
 from lingyun.engines.worker.generate import Event, Run, check_features, collect, start_run
+from lingyun.engines.worker.rerank import rerank
 from lingyun.errors import InvalidRequestError, LingyunError, NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -253,6 +255,14 @@ class Worker:
             }
         )
 
+    async def rerank(self, request: Request) -> Response:
+        req = parse_request(RerankRequest, await request.body())
+        self._check_model(req.model)
+        if self.emb is None:
+            msg = f"The model '{self.model}' is a generative model; it cannot /v1/rerank."
+            raise InvalidRequestError(msg, param="model", code="model_not_supported")
+        return JSONResponse(await until_disconnect(request, rerank(self.emb, req, self.model)))
+
     def models(self) -> dict[str, Any]:
         card = {"id": self.model, "object": "model", "created": self.created, "owned_by": "lingyun"}
         cards = [card] + [
@@ -378,6 +388,7 @@ def create_app(backend: Backend, served_model_name: str, usage_log: str | None =
         "/v1/chat/completions": worker.chat,
         "/v1/completions": worker.completions,
         "/v1/embeddings": worker.embeddings,
+        "/v1/rerank": worker.rerank,
     }
     for path, handler in posts.items():
         app.add_api_route(path, route(handler), methods=["POST"], response_model=None)
