@@ -31,6 +31,7 @@ from lingyun.metering.admission import BillingAdmission
 from lingyun.metering.journal import Journal
 from lingyun.metering.pricing import PriceBook
 from lingyun.metering.usage_writer import UsageWriter
+from lingyun.serving.adapters import AdapterStore, attach
 from lingyun.serving.channels import ChannelRegistry
 from lingyun.serving.channels.keeper import ChannelKeeper
 from lingyun.serving.deployments import DeploymentStore, merge
@@ -52,7 +53,9 @@ def create_app(settings: Settings) -> FastAPI:
         db = Database(settings.resolved_database_url())
         await db.migrate()
         store = DeploymentStore(db)
-        deployments = merge(settings.deployments(), await store.list())
+        deployments = attach(
+            merge(settings.deployments(), await store.list()), await AdapterStore(db).list()
+        )
         tenancy = TenancyRuntime(db)  # grant cache + batched key last-used writes
         await tenancy.start()
         app.state.tenancy = tenancy
@@ -181,7 +184,10 @@ async def _follow_deployments(
     while True:
         await asyncio.sleep(DEPLOYMENT_POLL_S)
         try:
-            wanted = merge(settings.deployments(), await store.list())
+            wanted = attach(
+                merge(settings.deployments(), await store.list()),
+                await AdapterStore(store.db).list(),
+            )
             if wanted != current:
                 await sup.apply(wanted)
                 catalog.replace(wanted)

@@ -178,3 +178,45 @@ def test_transitions_are_in_the_audit_log(cloud: Cloud) -> None:
     for action in ("channel.open", "channel.half_open", "channel.closed"):
         assert (action, "flaky/c") in seen
         assert (action, "qwen-plus/a") in seen
+
+
+def test_cli_lists_disables_enables_and_tests_channels(cloud: Cloud) -> None:
+    server = cloud.server
+    conf = ("--config", str(server.config_path))
+    poll(lambda: all(r["state"] == "closed" for r in server.cli_json("channels", "list", *conf)),
+         timeout_s=20)  # fmt: skip
+    listed = {
+        f"{r['deployment']}/{r['channel']}": r for r in server.cli_json("channels", "list", *conf)
+    }
+    assert set(listed) == {"qwen-plus/a", "qwen-plus/b", "flaky/c", "flaky/d"}
+    assert listed["qwen-plus/a"]["requests"] > 0 and listed["qwen-plus/a"]["weight"] == 3
+
+    server.cli("channels", "disable", "qwen-plus", "a", *conf)
+    poll(lambda: cloud.channel("qwen-plus", "a")["state"] == "disabled", timeout_s=10)
+    before = cloud.switches["a"].traffic
+    for _ in range(10):
+        cloud.ask("qwen-plus")
+    assert cloud.switches["a"].traffic == before
+    server.cli("channels", "enable", "qwen-plus", "a", *conf)
+    poll(lambda: cloud.channel("qwen-plus", "a")["state"] == "closed", timeout_s=10)
+
+    assert server.cli_json("channels", "test", "qwen-plus", "b", *conf)["ok"] is True
+    cloud.switches["b"].mode = "auth"
+    failed = server.cli("channels", "test", "qwen-plus", "b", *conf, "--json", check=False)
+    cloud.switches["b"].mode = "ok"
+    assert failed.returncode == 1 and "upstream_auth_failed" in failed.stdout
+    assert server.cli("channels", "disable", "qwen-plus", "zz", *conf, check=False).returncode == 1
+    seen = {(e["action"], e["target_id"])
+            for e in cloud.admin.get("/audit", params={"limit": 500}).json()["data"]}  # fmt: skip
+    assert {("channel.disable", "qwen-plus/a"), ("channel.enable", "qwen-plus/a")} <= seen
+
+
+def test_admin_api_disables_at_once(cloud: Cloud) -> None:
+    resp = cloud.admin.post("/channels/flaky/d/disable")
+    assert resp.status_code == 200 and resp.json()["state"] == "disabled"
+    for _ in range(5):
+        cloud.ask("flaky")  # all on c
+    assert cloud.admin.post("/channels/flaky/d/enable").json()["state"] == "closed"
+    listed = cloud.admin.get("/channels").json()["data"]
+    assert {c["channel"] for c in listed} == {"a", "b", "c", "d"}
+    assert cloud.admin.post("/channels/flaky/d/test").json()["ok"] is True

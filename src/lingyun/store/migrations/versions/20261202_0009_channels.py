@@ -1,4 +1,5 @@
-"""Upstream channels: operator overrides (disabled) and the gateway's live breaker state.
+"""Upstream channels (operator overrides and the gateway's live breaker state) and LoRA
+adapters added at run time: both new in issue 16.
 
 Revision ID: 20261202_0009
 Revises: 20261127_0005
@@ -37,6 +38,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("deployment", "channel"),
     )
 
+    op.create_table(
+        "lora_adapters",
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("base", sa.String(length=128), nullable=False),
+        sa.Column("path", sa.String(length=1024), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("lora_adapters")
     op.drop_table("upstream_channels")
