@@ -33,6 +33,9 @@ from lingyun.metering.journal import Journal
 from lingyun.metering.pricing import PriceBook
 from lingyun.metering.usage_writer import UsageWriter
 from lingyun.observability import setup as observability
+from lingyun.serving.adapters import AdapterStore, attach
+from lingyun.serving.channels import ChannelRegistry
+from lingyun.serving.channels.keeper import ChannelKeeper
 from lingyun.serving.deployments import DeploymentStore, merge
 from lingyun.serving.factory import make_supervisor
 from lingyun.serving.supervisor import Supervisor
@@ -52,12 +55,17 @@ def create_app(settings: Settings) -> FastAPI:
         db = Database(settings.resolved_database_url())
         await db.migrate()
         store = DeploymentStore(db)
-        deployments = merge(settings.deployments(), await store.list())
+        deployments = attach(
+            merge(settings.deployments(), await store.list()), await AdapterStore(db).list()
+        )
         tenancy = TenancyRuntime(db)  # grant cache + batched key last-used writes
         await tenancy.start()
         app.state.tenancy = tenancy
         catalog = ModelCatalog(access=tenancy.access)
         catalog.replace(deployments)
+        channels = ChannelRegistry()
+        channels.apply(deployments)
+        app.state.channels = channels
         supervisor = make_supervisor(settings, db)  # local or Ray; one owner per deployment
         writer = UsageWriter(db)
         relay = Relay(timeout_s=settings.upstream_timeout_s)
@@ -92,11 +100,16 @@ def create_app(settings: Settings) -> FastAPI:
             max_body_bytes=settings.max_body_bytes,
             retry_budget=RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min_per_s),
             activation_timeout_s=settings.activation_timeout_s,
+            channels=channels,
         )
         writer.start()
         await supervisor.start(deployments)
         ops = await observability.start(app, settings, db, supervisor, catalog.deployments)
-        poller = asyncio.create_task(_follow_deployments(settings, store, catalog, supervisor))
+        keeper = ChannelKeeper(channels, db)
+        keeper.start()
+        poller = asyncio.create_task(
+            _follow_deployments(settings, store, catalog, supervisor, channels)
+        )
         price_poller = asyncio.create_task(_refresh(prices.load, db))
         logger.info("serving %d deployment(s): %s", len(deployments), [d.name for d in deployments])
         await console.start(app, db, settings.host, settings.port, [d.name for d in deployments])
@@ -107,6 +120,7 @@ def create_app(settings: Settings) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await keeper.stop()
             await ops.stop()
             await supervisor.stop()
             await relay.close()
@@ -150,16 +164,24 @@ async def _refresh(load: Callable[[Database], Awaitable[None]], db: Database) ->
 
 
 async def _follow_deployments(
-    settings: Settings, store: DeploymentStore, catalog: ModelCatalog, sup: Supervisor
+    settings: Settings,
+    store: DeploymentStore,
+    catalog: ModelCatalog,
+    sup: Supervisor,
+    channels: ChannelRegistry,
 ) -> None:
     current = catalog.deployments()
     while True:
         await asyncio.sleep(DEPLOYMENT_POLL_S)
         try:
-            wanted = merge(settings.deployments(), await store.list())
+            wanted = attach(
+                merge(settings.deployments(), await store.list()),
+                await AdapterStore(store.db).list(),
+            )
             if wanted != current:
                 await sup.apply(wanted)
                 catalog.replace(wanted)
+                channels.apply(wanted)
                 current = wanted
                 logger.info("deployments changed: %s", [d.name for d in wanted])
         except Exception:

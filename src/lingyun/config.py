@@ -42,6 +42,35 @@ class RoutingOptions(BaseModel):
     imbalance_ratio: float = Field(default=1.5, ge=1)
 
 
+class ChannelConfig(BaseModel):
+    """One upstream endpoint/key of an ``openai-compatible`` deployment (serving/channels)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Unique within the deployment; defaults to ch0, ch1, ... in declaration order.
+    name: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    provider: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    region: str | None = None
+    model: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+    # Lower tiers are tried first; a higher tier only when every channel below is unusable.
+    priority: int = Field(default=0, ge=0)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
+class AdapterConfig(BaseModel):
+    """A LoRA adapter on a base deployment: a model of its own in the catalog (own prices,
+    grants, limits, billing), served by the base deployment's replicas."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
+    path: str = Field(min_length=1)
+
+
 class DeploymentConfig(BaseModel):
     """One entry of ``models:``: a public model name served by an engine."""
 
@@ -93,6 +122,12 @@ class DeploymentConfig(BaseModel):
     routing: Literal["least-inflight", "prefix", "session"] = "least-inflight"
     routing_options: RoutingOptions = Field(default_factory=RoutingOptions)
     share_prefix_cache: bool = False
+    # openai-compatible: several upstream endpoints/keys with weights, tiers and breakers.
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    # Breaker thresholds for the channels (serving/channels/breaker.py has the defaults).
+    breaker: dict[str, float] = Field(default_factory=dict)
+    # LoRA adapters served on this base deployment's replicas (transformers, vllm).
+    adapters: list[AdapterConfig] = Field(default_factory=list)
 
     @field_validator("engine")
     @classmethod

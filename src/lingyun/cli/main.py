@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from lingyun.cli import access, billing, deploy, keys, limits, serve, tenants, top, worker
+from lingyun.cli import (
+    access,
+    billing,
+    channels,
+    deploy,
+    keys,
+    limits,
+    serve,
+    tenants,
+    top,
+    worker,
+)
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Lingyun, a self-hosted AI cloud."
@@ -23,6 +34,8 @@ app.command("audit")(access.audit)
 app.command("deploy")(deploy.deploy)
 app.command("undeploy")(deploy.undeploy)
 app.add_typer(billing.prices, name="prices")
+app.add_typer(channels.channels, name="channels")
+app.add_typer(channels.adapters, name="adapters")
 app.add_typer(billing.budgets, name="budgets")
 app.add_typer(billing.quota, name="quota")
 app.command("topup")(billing.topup)

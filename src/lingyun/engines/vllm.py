@@ -65,6 +65,14 @@ class VllmEngine:
             "--served-model-name", dep.name,
         ]  # fmt: skip
         argv += args_to_flags(dep.name, args)
+        if dep.adapters:
+            # Adapters are served under their own names; runtime loading lets a replica take
+            # adapters added later through vLLM's /v1/load_lora_adapter.
+            argv += ["--enable-lora"]
+            if "max_loras" not in dep.args:
+                argv += ["--max-loras", str(len(dep.adapters))]
+            argv += ["--lora-modules", *(f"{a.name}={a.path}" for a in dep.adapters)]
+            env = {**env, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
         return ProcessSpec(
             argv=argv,
             env=env,

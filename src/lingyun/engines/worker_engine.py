@@ -27,6 +27,9 @@ class WorkerEngine:
         ]  # fmt: skip
         if dep.model:
             argv += ["--model", dep.model]
-        if dep.args:
-            argv += ["--args", json.dumps(dep.args)]
+        args = dict(dep.args)
+        if dep.adapters:  # the backend loads each on first use (transformers: PEFT)
+            args["adapters"] = {a.name: a.path for a in dep.adapters}
+        if args:
+            argv += ["--args", json.dumps(args)]
         return ProcessSpec(argv=argv, health_path="/health", model_id=dep.name)

@@ -50,6 +50,8 @@ class RequestContext:
     session_id: str | None = None
     model: str = ""
     deployment: DeploymentConfig | None = None
+    # The LoRA adapter the replica is asked for instead of its base model (resolve.py).
+    adapter: str | None = None
     replica: Replica | None = None
     usage: Usage = field(default_factory=Usage)
     first_byte_at: float | None = None

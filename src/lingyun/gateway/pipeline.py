@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -24,6 +24,7 @@ from lingyun.api.openai.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    RerankRequest,
     parse_request,
 )
 from lingyun.config import DeploymentConfig
@@ -44,6 +45,9 @@ from lingyun.gateway.route import RouterChain
 from lingyun.gateway.settle import Settler
 from lingyun.observability import hooks as obs
 from lingyun.serving.replica import Replica
+
+if TYPE_CHECKING:
+    from lingyun.serving.channels import ChannelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +77,7 @@ class Endpoint:
 CHAT = Endpoint("chat.completions", ChatCompletionRequest)
 COMPLETIONS = Endpoint("completions", CompletionRequest)
 EMBEDDINGS = Endpoint("embeddings", EmbeddingRequest)
+RERANK = Endpoint("rerank", RerankRequest)
 
 
 class Gateway:
@@ -90,7 +95,9 @@ class Gateway:
         max_body_bytes: int,
         retry_budget: RetryBudget | None = None,
         activation_timeout_s: float = 60.0,
+        channels: ChannelRegistry | None = None,
     ) -> None:
+        self.channels = channels
         self.retry_budget = retry_budget or RetryBudget()
         self.activation_timeout_s = activation_timeout_s
         self.authenticator = authenticator
@@ -146,9 +153,10 @@ class Gateway:
         handed_off = False
         try:
             ctx.deployment = self.catalog.resolve(ctx.key, ctx.model)
-            # Prices, grants, quotas, limits and usage go by the canonical name, never by
-            # the alias a client sent.
-            ctx.model = ctx.deployment.name
+            ctx.adapter = self.catalog.adapter_of(ctx.model)
+            # Prices, grants, quotas, limits and usage go by the canonical name (an adapter's
+            # own, an alias's deployment), never by the alias a client sent.
+            ctx.model = self.catalog.canonical(ctx.model)
             _check_output_bound(ctx, ctx.deployment)
             _bound_output(ctx, ctx.deployment)
             self.retry_budget.deposit(ctx.deployment.name)
@@ -187,6 +195,9 @@ class Gateway:
         """Route and call; a connection refused before any byte is retried elsewhere."""
         dep = ctx.deployment
         assert dep is not None
+        channels = self.channels.get(dep.name) if self.channels is not None else None
+        if channels is not None:  # an upstream with channels: weights, tiers, breakers
+            return await channels.call(ctx, finish, call)
         tried: set[str] = set()
         while True:
             candidates = [
@@ -345,6 +356,8 @@ def _context_of(endpoint: Endpoint, parsed: BaseModel) -> RequestContext:
         )
     if isinstance(parsed, EmbeddingRequest):
         parsed.inputs()  # validates emptiness
+    if isinstance(parsed, RerankRequest):
+        parsed.texts()
     return RequestContext(
         endpoint=endpoint.name,
         body=body,

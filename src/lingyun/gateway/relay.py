@@ -33,6 +33,7 @@ PATHS = {
     "chat.completions": "/chat/completions",
     "completions": "/completions",
     "embeddings": "/embeddings",
+    "rerank": "/rerank",
 }
 DONE = b"data: [DONE]\n\n"
 
@@ -105,7 +106,7 @@ class Relay:
         replica = ctx.replica
         assert replica is not None  # the router sets it before relay is called
         body = dict(ctx.body)
-        body["model"] = replica.model_id
+        body["model"] = ctx.adapter or replica.model_id
         if ctx.stream:
             options = dict(body.get("stream_options") or {})
             options["include_usage"] = True
@@ -164,7 +165,7 @@ class Relay:
         if err is not None:
             raise err
         take_usage(ctx, payload.get("usage"))
-        renamed = _Renamer(ctx.replica.model_id, ctx.model)(raw, payload)
+        renamed = _Renamer(ctx.adapter or ctx.replica.model_id, ctx.model)(raw, payload)
         if renamed is not None:
             return renamed
         payload["model"] = ctx.model
@@ -212,7 +213,7 @@ class Relay:
     async def batches(self, ctx: RequestContext, resp: Upstream) -> AsyncIterator[list[bytes]]:
         """The client's SSE events, a non-empty list per upstream network read."""
         assert ctx.replica is not None
-        rename = _Renamer(ctx.replica.model_id, ctx.model)
+        rename = _Renamer(ctx.adapter or ctx.replica.model_id, ctx.model)
         out: list[bytes] = []
         finished = False
         try:

@@ -215,6 +215,8 @@ class PooledSupervisor:
             logger.info("deployment %s: starting %s replica(s)", dep.name, len(deployment.runners))
             return deployment
         deployment = PooledDeployment(dep, None)
+        if dep.channels:
+            return deployment  # routed by serving/channels, not as a replica
         if engine is not None and is_upstream_engine(engine):
             try:
                 spec = engine.upstream(dep)

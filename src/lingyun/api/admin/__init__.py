@@ -12,6 +12,7 @@ from lingyun.api.admin import (
     audit,
     auth,
     billing,
+    channels,
     grants,
     keys,
     limits,
@@ -21,7 +22,7 @@ from lingyun.api.admin import (
 )
 
 router = APIRouter(prefix="/admin/v1")
-for _module in (auth, tenants, keys, users, grants, limits, audit, billing, operations):
+for _module in (auth, tenants, keys, users, grants, limits, audit, billing, operations, channels):
     router.include_router(_module.router)
 
 __all__ = ["router"]

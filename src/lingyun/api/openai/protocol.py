@@ -138,6 +138,26 @@ class EmbeddingRequest(_Open):
         return items
 
 
+class RerankDocument(_Open):
+    text: str
+
+
+class RerankRequest(_Open):
+    """``/v1/rerank`` in the Cohere/Jina shape (also vLLM's and DashScope gte-rerank's)."""
+
+    model: ModelName
+    query: str = Field(min_length=1)
+    documents: list[str | RerankDocument] = Field(min_length=1, max_length=1000)
+    top_n: int | None = Field(default=None, ge=1)
+    return_documents: bool = True
+
+    def texts(self) -> list[str]:
+        texts = [d if isinstance(d, str) else d.text for d in self.documents]
+        if any(not t.strip() for t in texts) or not self.query.strip():
+            raise InvalidRequestError("query and documents must not be empty.", param="documents")
+        return texts
+
+
 class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0

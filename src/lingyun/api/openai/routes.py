@@ -8,8 +8,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from lingyun.api.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from lingyun.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, Gateway
+from lingyun.api.openai.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RerankRequest,
+)
+from lingyun.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, RERANK, Gateway
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -27,8 +32,8 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {
         "object": "list",
         "data": [
-            {"id": dep.name, "object": "model", "created": created, "owned_by": "lingyun"}
-            for dep in gateway.catalog.visible(key)
+            {"id": name, "object": "model", "created": created, "owned_by": "lingyun"}
+            for name in gateway.catalog.visible_names(key)
         ],
     }
 
@@ -37,9 +42,10 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def retrieve_model(model: str, request: Request) -> dict[str, Any]:
     gateway = _gateway(request)
     key = await gateway.authenticator.authenticate(request.headers.get("authorization"))
-    dep = gateway.catalog.resolve(key, model)
+    gateway.catalog.resolve(key, model)
     created = int(request.app.state.started_at)
-    return {"id": dep.name, "object": "model", "created": created, "owned_by": "lingyun"}
+    name = gateway.catalog.canonical(model)
+    return {"id": name, "object": "model", "created": created, "owned_by": "lingyun"}
 
 
 def _body(model: type[BaseModel]) -> dict[str, Any]:
@@ -75,3 +81,9 @@ async def completions(request: Request) -> Response:
 @router.post("/embeddings", openapi_extra=_body(EmbeddingRequest))
 async def embeddings(request: Request) -> Response:
     return await _gateway(request).handle(request, EMBEDDINGS)
+
+
+@router.post("/rerank", openapi_extra=_body(RerankRequest))
+async def rerank(request: Request) -> Response:
+    """Cohere/Jina-shaped reranking, passed through to engines that have it."""
+    return await _gateway(request).handle(request, RERANK)

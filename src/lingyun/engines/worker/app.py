@@ -32,6 +32,7 @@ from lingyun.api.openai.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    RerankRequest,
     parse_request,
 )
 from lingyun.engines.worker import sse
@@ -44,6 +45,7 @@ from lingyun.engines.worker.backend import (
 )
 from lingyun.engines.worker.generate import Event, Run, check_features, collect, start_run
 from lingyun.engines.worker.metrics import CONTENT_TYPE, exposition
+from lingyun.engines.worker.rerank import rerank
 from lingyun.errors import InvalidRequestError, LingyunError, NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -101,12 +103,20 @@ class Worker:
         self.gen = backend if isinstance(backend, GenerationBackend) else None
         self.emb = backend if isinstance(backend, EmbeddingBackend) else None
 
-    def _check_model(self, model: str) -> None:
-        if model != self.model:
-            raise NotFoundError(
-                f"The model '{model}' does not exist; this worker serves '{self.model}'.",
-                param="model",
-            )
+    def _adapters(self) -> set[str]:
+        names: Any = getattr(self.backend, "adapters", None) or {}
+        return set(names)
+
+    def _check_model(self, model: str) -> str | None:
+        """The LoRA adapter ``model`` names (None: the base model); 404 if neither."""
+        if model == self.model:
+            return None
+        if model in self._adapters():
+            return model
+        raise NotFoundError(
+            f"The model '{model}' does not exist; this worker serves '{self.model}'.",
+            param="model",
+        )
 
     def _generator(self, endpoint: str) -> GenerationBackend:
         if self.gen is None:
@@ -120,15 +130,16 @@ class Worker:
 
     async def chat(self, request: Request) -> Response:
         req = parse_request(ChatCompletionRequest, await request.body())
-        self._check_model(req.model)
+        adapter = self._check_model(req.model)
         gen = self._generator("/v1/chat/completions")
         check_features(req, gen.features)
         prompt = gen.chat_prompt(req.messages)
-        run = start_run(gen, req, [prompt], _extra_fields(req))
+        run = start_run(gen, req, [prompt], _extra_fields(req), adapter=adapter)
         rid = f"chatcmpl-{uuid.uuid4().hex}"
+        name = adapter or self.model
         if req.stream:
             enc = sse.ChatChunkEncoder(
-                rid, int(time.time()), self.model, req.wants_usage_chunk(), _so_far(req, run)
+                rid, int(time.time()), name, req.wants_usage_chunk(), _so_far(req, run)
             )
             return await self._stream(request, run, enc, req.wants_usage_chunk())
         texts = await self._collect(request, run)
@@ -141,19 +152,20 @@ class Worker:
             }
             for i in run.indices
         ]
-        return JSONResponse(self._body(rid, "chat.completion", choices, run))
+        return JSONResponse(self._body(rid, "chat.completion", choices, run, name))
 
     async def completions(self, request: Request) -> Response:
         req = parse_request(CompletionRequest, await request.body())
-        self._check_model(req.model)
+        adapter = self._check_model(req.model)
         gen = self._generator("/v1/completions")
         check_features(req, gen.features)
         prompts: list[Prompt] = [gen.completion_prompt(p) for p in req.prompts()]
-        run = start_run(gen, req, prompts, _extra_fields(req))
+        run = start_run(gen, req, prompts, _extra_fields(req), adapter=adapter)
         rid = f"cmpl-{uuid.uuid4().hex}"
+        name = adapter or self.model
         if req.stream:
             enc = sse.CompletionChunkEncoder(
-                rid, int(time.time()), self.model, req.wants_usage_chunk(), _so_far(req, run)
+                rid, int(time.time()), name, req.wants_usage_chunk(), _so_far(req, run)
             )
             return await self._stream(request, run, enc, req.wants_usage_chunk())
         texts = await self._collect(request, run)
@@ -166,7 +178,7 @@ class Worker:
             }
             for i in run.indices
         ]
-        return JSONResponse(self._body(rid, "text_completion", choices, run))
+        return JSONResponse(self._body(rid, "text_completion", choices, run, name))
 
     async def _collect(self, request: Request, run: Run) -> dict[int, str]:
         outcome = "cancelled"
@@ -184,12 +196,14 @@ class Worker:
         if self.usage_log is not None:
             self.usage_log.write(request.headers.get("x-request-id", ""), run.usage(), outcome)
 
-    def _body(self, rid: str, obj: str, choices: list[dict[str, Any]], run: Run) -> dict[str, Any]:
+    def _body(
+        self, rid: str, obj: str, choices: list[dict[str, Any]], run: Run, model: str
+    ) -> dict[str, Any]:
         return {
             "id": rid,
             "object": obj,
             "created": int(time.time()),
-            "model": self.model,
+            "model": model,
             "system_fingerprint": None,
             "choices": choices,
             "usage": run.usage(),
@@ -243,9 +257,20 @@ class Worker:
             }
         )
 
+    async def rerank(self, request: Request) -> Response:
+        req = parse_request(RerankRequest, await request.body())
+        self._check_model(req.model)
+        if self.emb is None:
+            msg = f"The model '{self.model}' is a generative model; it cannot /v1/rerank."
+            raise InvalidRequestError(msg, param="model", code="model_not_supported")
+        return JSONResponse(await until_disconnect(request, rerank(self.emb, req, self.model)))
+
     def models(self) -> dict[str, Any]:
         card = {"id": self.model, "object": "model", "created": self.created, "owned_by": "lingyun"}
-        return {"object": "list", "data": [card]}
+        cards = [card] + [
+            {**card, "id": name, "parent": self.model} for name in sorted(self._adapters())
+        ]
+        return {"object": "list", "data": cards}
 
     def health(self) -> dict[str, Any]:
         return {
@@ -373,6 +398,7 @@ def create_app(
         "/v1/chat/completions": worker.chat,
         "/v1/completions": worker.completions,
         "/v1/embeddings": worker.embeddings,
+        "/v1/rerank": worker.rerank,
     }
     for path, handler in posts.items():
         app.add_api_route(path, route(handler), methods=["POST"], response_model=None)

@@ -55,6 +55,8 @@ class SamplingParams:
     seed: int | None = None
     index: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # The LoRA adapter to generate with (one of the backend's ``adapters``); None: the base.
+    adapter: str | None = None
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lingyun.api.openai.protocol import ChatCompletionRequest, CompletionRequest
@@ -188,6 +188,7 @@ def start_run(
     req: ChatCompletionRequest | CompletionRequest,
     prompts: list[Prompt],
     extra: dict[str, Any],
+    adapter: str | None = None,
 ) -> Run:
     """Start ``n`` choices per prompt (choice index = prompt * n + i, as OpenAI numbers them)."""
     stops = req.stop_list()
@@ -195,7 +196,10 @@ def start_run(
     for p, prompt in enumerate(prompts):
         for i in range(req.n):
             index = p * req.n + i
-            stream = backend.generate(prompt, sampling_params(req, index, extra))
+            params = sampling_params(req, index, extra)
+            if adapter is not None:
+                params = replace(params, adapter=adapter)
+            stream = backend.generate(prompt, params)
             streams.append((index, _with_stops(stream, stops) if stops else stream))
     # OpenAI counts a prompt once however many choices it has.
     prompt_tokens = sum(p.num_tokens for p in prompts)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from lingyun.engines.worker.backend import Delta, SamplingParams
 from lingyun.engines.worker.detokenize import IncrementalDetokenizer
+from lingyun.engines.worker.lora import LoraAdapters
 from lingyun.errors import LingyunError
 
 logger = logging.getLogger(__name__)
@@ -96,9 +97,15 @@ class BatchScheduler:
     """Runs the generation loop in its own thread; see the module docstring."""
 
     def __init__(
-        self, model: Any, device: torch.device, eos_ids: set[int], max_batch_size: int
+        self,
+        model: Any,
+        device: torch.device,
+        eos_ids: set[int],
+        max_batch_size: int,
+        adapters: LoraAdapters | None = None,
     ) -> None:
         self.model = model
+        self.adapters = adapters
         # transformers 5.x renamed forward's ``past_key_values`` to ``cache``; accept both.
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -180,9 +187,19 @@ class BatchScheduler:
             self._decode()
         self.steps += 1
 
+    def _adapter_kwargs(self, rows: list[Sequence]) -> dict[str, Any]:
+        if self.adapters is None:
+            return {}
+        return self.adapters.forward_kwargs([s.params.adapter for s in rows])
+
     def _prefill(self, seq: Sequence) -> None:
+        if self.adapters is not None and seq.params.adapter is not None:
+            in_use = [s.params.adapter for s in self.rows]
+            self.model = self.adapters.ensure(self.model, seq.params.adapter, in_use)
         ids = torch.tensor([seq.prompt_ids], device=self.device)
-        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=ids, use_cache=True, logits_to_keep=1, **self._adapter_kwargs([seq])
+        )
         token = self._sample(out.logits[:, -1, :], [seq])[0]
         if not self._advance(seq, token):
             self._merge(output_cache(out), seq)
@@ -231,6 +248,7 @@ class BatchScheduler:
             position_ids=positions,
             use_cache=True,
             **{self._cache_kw: self._cache},
+            **self._adapter_kwargs(rows),
         )
         self._cache = output_cache(out)
         tokens = self._sample(out.logits[:, -1, :], rows)

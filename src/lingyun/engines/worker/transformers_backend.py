@@ -8,7 +8,9 @@ backend is created, never by the gateway.
 Arguments (``--args`` JSON): ``device`` (default ``cuda`` when available, else ``cpu``),
 ``dtype`` (``auto``, ``float32``, ``float16``, ``bfloat16``; default float32 on CPU, the
 checkpoint's on CUDA), ``max_batch_size`` (32), ``max_tokens`` (1024: the output limit when a
-request sets none), ``trust_remote_code`` (false).
+request sets none), ``trust_remote_code`` (false), ``adapters`` (``{name: PEFT adapter dir}``,
+set by the engine from the deployment's ``adapters:``; see ``lora.py``) and ``max_loras`` (4:
+adapters kept loaded at once).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, cast
 from lingyun.api.openai.protocol import ChatMessage
 from lingyun.engines.worker.backend import Delta, Prompt, SamplingParams, arg
 from lingyun.engines.worker.detokenize import IncrementalDetokenizer
+from lingyun.engines.worker.lora import LoraAdapters
 from lingyun.errors import InvalidRequestError
 
 logger = logging.getLogger(__name__)
@@ -67,6 +70,13 @@ class TransformersBackend:
         remote = bool(arg(args, "trust_remote_code", bool, False))
         self.default_max_tokens = int(arg(args, "max_tokens", int, 1024))
         max_batch = int(arg(args, "max_batch_size", int, 32))
+        adapter_paths = arg(args, "adapters", dict, {})
+        self.lora = (
+            LoraAdapters(adapter_paths, int(arg(args, "max_loras", int, 4)))
+            if adapter_paths
+            else None
+        )
+        self.adapters: dict[str, str] = dict(adapter_paths)
         if not Path(model).is_dir():
             raise ValueError(f"--model must be a local Hugging Face model directory: {model!r}")
 
@@ -89,7 +99,7 @@ class TransformersBackend:
         if not self._cache_is_batchable():
             logger.warning("this model's KV cache cannot be batched; serving one at a time")
             max_batch = 1
-        self.scheduler = BatchScheduler(self.model, self.device, eos_ids, max_batch)
+        self.scheduler = BatchScheduler(self.model, self.device, eos_ids, max_batch, self.lora)
         self.scheduler.start()
 
     def _cache_is_batchable(self) -> bool:
@@ -108,7 +118,8 @@ class TransformersBackend:
         return all(type(layer) is DynamicLayer for layer in layers)
 
     def health(self) -> dict[str, Any]:
-        return {"device": str(self.device), **self.scheduler.stats()}
+        lora = self.lora.stats() if self.lora is not None else {}
+        return {"device": str(self.device), **self.scheduler.stats(), **lora}
 
     async def aclose(self) -> None:
         self.scheduler.stop()
