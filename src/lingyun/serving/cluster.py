@@ -41,6 +41,10 @@ from lingyun.serving.supervisor import DeploymentStatus, ReplicaState, ReplicaSt
 from lingyun.store.models import utcnow
 from lingyun.store.serving import ServingLeaseRow, ServingLoadRow, ServingReplicaRow
 
+# What a registry row says of a replica, in the order ``_publish`` snapshots it.
+_PUBLISHED = ("deployment", "replica_id", "base_url", "model_id", "healthy", "state",
+              "max_inflight", "secret")  # fmt: skip
+
 if TYPE_CHECKING:
     from lingyun.config import DeploymentConfig
     from lingyun.store.db import Database
@@ -250,19 +254,11 @@ class Coordinator:
     async def _publish(self) -> None:
         now = utcnow()
         snapshot = {
-            (
-                name,
-                r.replica_id,
-                r.base_url,
-                r.model_id,
-                r.healthy,
-                state,
-                r.max_inflight,
-                replica_auth.secret_of(r.headers),
-            )
+            (name, r.replica_id, r.base_url, r.model_id, r.healthy, state, r.max_inflight,
+             replica_auth.secret_of(r.headers))
             for name in self._owned
             for r, state in self._published(name)
-        }
+        }  # fmt: skip
         if snapshot != self._last_published:
             async with self.db.session() as s:
                 await s.execute(
@@ -273,21 +269,9 @@ class Coordinator:
                         )
                     )
                 )
-                for name, rid, base_url, model_id, healthy, state, max_inflight, secret in snapshot:
-                    s.add(
-                        ServingReplicaRow(
-                            deployment=name,
-                            replica_id=rid,
-                            owner=self.owner,
-                            base_url=base_url,
-                            model_id=model_id,
-                            healthy=healthy,
-                            state=state,
-                            max_inflight=max_inflight,
-                            updated_at=now,
-                            secret=secret,
-                        )
-                    )
+                for published in snapshot:
+                    fields = dict(zip(_PUBLISHED, published, strict=True))
+                    s.add(ServingReplicaRow(**fields, owner=self.owner, updated_at=now))
                 await s.commit()
             self._last_published = snapshot
         if not self._owned:

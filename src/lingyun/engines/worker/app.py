@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import time
 import uuid
@@ -46,6 +45,7 @@ from lingyun.engines.worker.backend import (
 from lingyun.engines.worker.generate import Event, Run, check_features, collect, start_run
 from lingyun.engines.worker.metrics import CONTENT_TYPE, exposition
 from lingyun.engines.worker.rerank import rerank
+from lingyun.engines.worker.usage_log import UsageLog
 from lingyun.errors import InvalidRequestError, LingyunError, NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -279,21 +279,6 @@ class Worker:
             "backend": self.backend.name,
             **self.backend.health(),
         }
-
-
-class UsageLog:
-    """What this engine generated, per gateway request id, one JSON line per request.
-
-    Written as each request ends (line-buffered, so it survives the process dying), for
-    audits and for tests that compare the gateway's ledger with the engine's own counts.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-
-    def write(self, request_id: str, usage: dict[str, Any], outcome: str) -> None:
-        record = {"request_id": request_id, "outcome": outcome, **usage}
-        self._file.write(json.dumps(record) + "\n")
 
 
 class _ClosingStreamingResponse(StreamingResponse):
