@@ -64,6 +64,9 @@ class RequestContext:
     # Called with the number of output tokens each time content streams (the fair queue
     # charges its tenant's virtual counter as tokens flow, not only at the end).
     token_hooks: list[Callable[[int], None]] = field(default_factory=list)
+    # Priority band: "interactive" (the API) or "batch" (a Batch API line, run in spare
+    # capacity and priced at the model's batch multiplier).
+    lane: str = "interactive"
 
     def retarget(self, model: str, attempt: int) -> RequestContext:
         """A fresh context for the same request sent to a fallback model: its own id (so
@@ -81,6 +84,7 @@ class RequestContext:
             started=self.started,
             key=self.key,
             model=model,
+            lane=self.lane,
         )
 
     def elapsed_ms(self) -> float:

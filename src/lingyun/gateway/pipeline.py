@@ -104,6 +104,11 @@ class Gateway:
         ctx = _context(endpoint, parsed, len(raw))
         ctx.key = key
         ctx.model = ctx.body["model"]
+        return await self.run(request, ctx)
+
+    async def run(self, request: Request, ctx: RequestContext) -> Response:
+        """An authenticated, parsed request: the first model, then its fallbacks (the Batch
+        API's runner calls this in process for each line, with ``ctx.lane = "batch"``)."""
         chain: list[str] = []  # the first model's fallbacks, in order
         attempt = 0
         while True:

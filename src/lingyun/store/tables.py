@@ -6,6 +6,6 @@ here, next to the data it owns.
 
 from __future__ import annotations
 
-from lingyun.store import access, ledger, limits, models, serving
+from lingyun.store import access, batches, ledger, limits, models, serving
 
-__all__ = ["access", "ledger", "limits", "models", "serving"]
+__all__ = ["access", "batches", "ledger", "limits", "models", "serving"]
