@@ -122,6 +122,8 @@ class BatchJob:
         try:
             if row.status == CANCELLING:
                 self._stop = "cancel"
+            elif utcnow() >= row.expires_at:
+                self._stop = "expire"
             for line in lines:
                 if line.number in done:
                     continue
@@ -148,6 +150,7 @@ class BatchJob:
                 task.add_done_callback(tasks.discard)
             if tasks:
                 await asyncio.gather(*tasks)
+            logger.info("batch %s: %d lines not run (%s)", self.batch_id, len(unrun), self._stop)
             if self._stop == "expire":
                 for line in unrun:
                     self._record_error(
@@ -242,6 +245,10 @@ class BatchJob:
                 request_id=line_request_id(self.batch_id, line.number),
                 ok=False,
                 record=json.dumps(record, ensure_ascii=False),
+                prompt_tokens=0,
+                cached_tokens=0,
+                completion_tokens=0,
+                reasoning_tokens=0,
             )
         )
 

@@ -72,6 +72,7 @@ class Recorder:
     _buffer: list[BatchResult] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _closing: bool = False
 
     def add(self, row: BatchResult) -> None:
         self._buffer.append(row)
@@ -81,14 +82,17 @@ class Recorder:
         self._task = asyncio.create_task(self._loop(), name=f"batch-recorder-{self.batch_id}")
 
     async def stop(self) -> None:
+        """Flush what is buffered and end; never cancels a flush half way (rows taken from
+        the buffer but not committed would be lost)."""
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await asyncio.shield(self._task)
         await self.flush()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lingyun.cli import access, billing, deploy, keys, limits, serve, tenants, worker
+from lingyun.cli import access, batches, billing, deploy, keys, limits, serve, tenants, worker
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Lingyun, a self-hosted AI cloud."
@@ -21,6 +21,7 @@ app.add_typer(access.admin, name="admin")
 app.command("audit")(access.audit)
 app.command("deploy")(deploy.deploy)
 app.command("undeploy")(deploy.undeploy)
+app.add_typer(batches.batches, name="batches")
 app.add_typer(billing.prices, name="prices")
 app.add_typer(billing.budgets, name="budgets")
 app.add_typer(billing.quota, name="quota")
