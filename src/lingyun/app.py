@@ -16,8 +16,11 @@ from lingyun.admission import AdmissionControl
 from lingyun.api.admin import router as admin_router
 from lingyun.api.errors import install_error_handlers
 from lingyun.api.health import router as health_router
+from lingyun.api.openai.batches.router import router as batches_router
+from lingyun.api.openai.files.router import router as files_router
 from lingyun.api.openai.routes import router as openai_router
 from lingyun.api.openai.usage import router as usage_router
+from lingyun.batch.app import BatchPlane
 from lingyun.config import Settings
 from lingyun.gateway.admit import Admission, AdmissionChain
 from lingyun.gateway.authenticate import Authenticator
@@ -107,6 +110,9 @@ def create_app(settings: Settings) -> FastAPI:
         ops = await observability.start(app, settings, db, supervisor, catalog.deployments)
         keeper = ChannelKeeper(channels, db)
         keeper.start()
+        batch_plane = BatchPlane.build(settings, db, app.state.gateway)
+        app.state.files, app.state.batches = batch_plane.files, batch_plane.service
+        await batch_plane.start()  # after the journal reconciled: resumes interrupted batches
         poller = asyncio.create_task(
             _follow_deployments(settings, store, catalog, supervisor, channels)
         )
@@ -116,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await batch_plane.stop()
             for task in (poller, price_poller):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -144,6 +151,8 @@ def create_app(settings: Settings) -> FastAPI:
     observability.install(app, settings)  # request ids, /metrics, /healthz, /readyz
     app.include_router(openai_router)
     app.include_router(usage_router)
+    app.include_router(files_router)
+    app.include_router(batches_router)
     app.include_router(admin_router)
     console.install(app)  # /console pages and assets; / redirects there
 

@@ -210,6 +210,13 @@ class Settings(BaseSettings):
     models: list[DeploymentConfig] | None = None
     # Bearer token for /health?details=1 (monitoring); platform admins' tokens work too.
     health_token: str | None = None
+    # Batch API: where files live (default <data_dir>/files), upload limits, this gateway's
+    # batch lines in flight, and unfinished batches a tenant may have.
+    files_dir: Path | None = None
+    batch_max_file_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    batch_max_lines: int = Field(default=50_000, gt=0)
+    batch_concurrency: int = Field(default=32, gt=0)
+    batch_max_active_per_tenant: int = Field(default=100, gt=0)
 
     def instance_owner(self) -> str:
         return self.instance_name or f"{socket.gethostname()}:{self.port}"

@@ -8,6 +8,13 @@ timeout (``queue_timeout_s``, per deployment or top-level) ends it with a 503 an
 ``Retry-After``. A deployment with an unbounded replica, or none healthy, is not queued:
 routing answers for it as before.
 
+Priority bands: each lane keeps one scheduler per band (``interactive``, then ``batch``; a
+request's band is ``RequestContext.lane``). A freed slot goes to the first backlogged band,
+and within a band to the scheduler's pick, so tenants stay fair within each band. A batch
+request starts at once only when no band is backlogged, and waits without the queue timeout
+(its batch's window bounds it), so batches fill idle slots and never take one an
+interactive request is waiting for.
+
 Slots are counted here, not read from ``Replica.inflight``: the router's ``CapacityFilter``
 then always finds a replica with room for a request this queue let through. Everything runs
 on the gateway's event loop, so plain counters are enough.
@@ -42,21 +49,49 @@ class _Waiter:
     granted: asyncio.Future[None]
 
 
+# Bands in the order they are served; an unknown band is served last.
+BANDS = ("interactive", "batch")
+
+
 @dataclass(eq=False)
 class _Lane:
-    """One deployment's slots and queue."""
+    """One deployment's slots and queues (one per band)."""
 
     name: str
-    scheduler: Scheduler[_Waiter]
+    bands: dict[str, Scheduler[_Waiter]]
     active: int = 0
     # Request bytes per prompt token, learnt from engines' counts: the admission estimate
     # must be unbiased, or every release's correction would shift counters the same way.
     bytes_per_token: float = 4.0
 
+    @property
+    def scheduler(self) -> Scheduler[_Waiter]:
+        """The interactive band's scheduler."""
+        return self.bands[BANDS[0]]
+
+    def band(self, name: str) -> Scheduler[_Waiter]:
+        return self.bands.get(name) or self.bands[BANDS[-1]]
+
+    def backlogged(self, upto: str | None = None) -> bool:
+        """Does any band (up to and including ``upto``) have waiters?"""
+        for name, scheduler in self.bands.items():
+            if scheduler.backlogged():
+                return True
+            if name == upto:
+                return False
+        return False
+
+    def pop(self) -> tuple[str, _Waiter] | None:
+        for scheduler in self.bands.values():
+            if scheduler.backlogged():
+                return scheduler.pop()
+        return None
+
 
 @dataclass(eq=False)
 class _Held:
     lane: _Lane
+    scheduler: Scheduler[_Waiter]
     tenant: str
     weight: float
     prompt_estimate: int
@@ -82,6 +117,7 @@ class FairQueue:
         input_weight: float = 1.0,
         output_weight: float = 2.0,
         poll_s: float = 0.5,
+        batch_timeout_s: float = 14 * 24 * 3600.0,
     ) -> None:
         if scheduler not in _SCHEDULERS:
             raise ValueError(f"scheduler must be one of {sorted(_SCHEDULERS)}, not {scheduler!r}")
@@ -92,6 +128,8 @@ class FairQueue:
         self.w_out = output_weight
         # How often a waiter looks again without a release (replicas may come and go).
         self.poll_s = poll_s
+        # A batch line waits for a slot at most this long (its batch's window ends sooner).
+        self.batch_timeout_s = batch_timeout_s
         self._lanes: dict[str, _Lane] = {}
         self._held: dict[str, _Held] = {}
         self.stats = QueueStats()
@@ -110,8 +148,8 @@ class FairQueue:
     def lane(self, deployment: str) -> _Lane:
         lane = self._lanes.get(deployment)
         if lane is None:
-            scheduler = _SCHEDULERS[self.scheduler]()
-            lane = self._lanes[deployment] = _Lane(deployment, scheduler)
+            bands = {band: _SCHEDULERS[self.scheduler]() for band in BANDS}
+            lane = self._lanes[deployment] = _Lane(deployment, bands)
         return lane
 
     async def acquire(self, ctx: RequestContext) -> None:
@@ -122,13 +160,16 @@ class FairQueue:
         if capacity is None:
             return
         lane = self.lane(dep.name)
-        if lane.active < capacity and not lane.scheduler.backlogged():
+        band = lane.band(ctx.lane)
+        if lane.active < capacity and not lane.backlogged(upto=ctx.lane):
             self._start(lane, ctx, key.tenant_id, key.tenant_weight)
             return
         waiter = _Waiter(ctx, key.tenant_weight, asyncio.get_running_loop().create_future())
-        lane.scheduler.push(key.tenant_id, waiter)
+        band.push(key.tenant_id, waiter)
         self.stats.queued += 1
         timeout = dep.queue_timeout_s if dep.queue_timeout_s is not None else self.timeout_s
+        if ctx.lane != BANDS[0]:
+            timeout = self.batch_timeout_s
         granted = False
         try:
             granted = await self._wait(lane, waiter, wait_s=timeout)
@@ -138,7 +179,7 @@ class FairQueue:
                     self.release(ctx)  # a slot was given just as the client went away
                 else:
                     waiter.granted.cancel()
-                    lane.scheduler.discard(key.tenant_id, waiter)
+                    band.discard(key.tenant_id, waiter)
         if not granted:
             self.stats.timed_out += 1
             raise ServiceUnavailableError(
@@ -164,7 +205,7 @@ class FairQueue:
         if held is None:
             return
         held.lane.active -= 1
-        held.lane.scheduler.finished(held.tenant)
+        held.scheduler.finished(held.tenant)
         usage = ctx.usage
         if usage.reported:  # settle the estimate against the engine's counts
             if usage.prompt_tokens > 0 and ctx.body_bytes > 0:
@@ -173,7 +214,7 @@ class FairQueue:
             correction = self.w_in * (usage.prompt_tokens - held.prompt_estimate) + self.w_out * (
                 usage.completion_tokens - held.streamed
             )
-            held.lane.scheduler.charge(held.tenant, held.weight, correction)
+            held.scheduler.charge(held.tenant, held.weight, correction)
         self._dispatch(held.lane)
 
     def _start(self, lane: _Lane, ctx: RequestContext, tenant: str, weight: float) -> None:
@@ -183,19 +224,20 @@ class FairQueue:
             prompt = max(1, round(ctx.body_bytes / lane.bytes_per_token))
         else:
             prompt = estimate_prompt_tokens(ctx)
-        held = self._held[ctx.request_id] = _Held(lane, tenant, weight, prompt)
-        lane.scheduler.charge(tenant, weight, self.w_in * prompt)
-        lane.scheduler.started(tenant)
+        scheduler = lane.band(ctx.lane)
+        held = self._held[ctx.request_id] = _Held(lane, scheduler, tenant, weight, prompt)
+        scheduler.charge(tenant, weight, self.w_in * prompt)
+        scheduler.started(tenant)
         ctx.token_hooks.append(functools.partial(self._streamed, held))
 
     def _streamed(self, held: _Held, tokens: int) -> None:
         held.streamed += tokens
-        held.lane.scheduler.charge(held.tenant, held.weight, self.w_out * tokens)
+        held.scheduler.charge(held.tenant, held.weight, self.w_out * tokens)
 
     def _dispatch(self, lane: _Lane) -> None:
         capacity = self.capacity(lane.name)
-        while lane.scheduler.backlogged() and (capacity is None or lane.active < capacity):
-            picked = lane.scheduler.pop()
+        while lane.backlogged() and (capacity is None or lane.active < capacity):
+            picked = lane.pop()
             if picked is None:
                 break
             tenant, waiter = picked

@@ -6,6 +6,7 @@ import typer
 
 from lingyun.cli import (
     access,
+    batches,
     billing,
     channels,
     deploy,
@@ -33,6 +34,7 @@ app.add_typer(access.admin, name="admin")
 app.command("audit")(access.audit)
 app.command("deploy")(deploy.deploy)
 app.command("undeploy")(deploy.undeploy)
+app.add_typer(batches.batches, name="batches")
 app.add_typer(billing.prices, name="prices")
 app.add_typer(channels.channels, name="channels")
 app.add_typer(channels.adapters, name="adapters")

@@ -71,6 +71,9 @@ class RequestContext:
     # observability: the client's own X-Request-ID (validated), and timings for the log.
     client_request_id: str | None = None
     marks: dict[str, float] = field(default_factory=dict)
+    # Priority band: "interactive" (the API) or "batch" (a Batch API line, run in spare
+    # capacity and priced at the model's batch multiplier).
+    lane: str = "interactive"
 
     def retarget(self, model: str, attempt: int) -> RequestContext:
         """A fresh context for the same request sent to a fallback model: its own id (so
@@ -90,6 +93,7 @@ class RequestContext:
             session_id=self.session_id,
             model=model,
             client_request_id=self.client_request_id,
+            lane=self.lane,
         )
 
     def elapsed_ms(self) -> float:

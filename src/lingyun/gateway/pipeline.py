@@ -119,6 +119,14 @@ class Gateway:
         ctx.key = key
         ctx.session_id = request.headers.get("x-session-id")
         ctx.model = ctx.body["model"]
+        return await self.run(request, ctx)
+
+    async def run(self, request: Request, ctx: RequestContext) -> Response:
+        """An authenticated, parsed request: the first model, then its fallbacks (the Batch
+        API's runner calls this in process for each line, with ``ctx.lane = "batch"``)."""
+        key = ctx.key
+        if key is None:
+            raise ValueError("run() needs an authenticated context (ctx.key)")
         chain: list[str] = []  # the first model's fallbacks, in order
         attempt = 0
         while True:
@@ -292,10 +300,8 @@ class _StreamResponse(StreamingResponse):
 
 
 def _bound_output(ctx: RequestContext, dep: DeploymentConfig) -> None:
-    """A generation without a client limit on a deployment that declares
-    ``max_output_tokens`` gets that bound upstream too: the reservation is sized for it, so
-    the engine must not produce more. (Without a declared bound the engine keeps its own
-    default; what it produces past the reserved default is not charged.)"""
+    """A declared ``max_output_tokens`` goes upstream when the client set no limit: the
+    reservation is sized for it. (Undeclared, what passes the reserved default is free.)"""
     if ctx.endpoint != EMBEDDINGS.name and ctx.max_output_tokens is None and dep.bounds_output():
         ctx.max_output_tokens = dep.output_bound()
         ctx.body["max_tokens"] = ctx.max_output_tokens

@@ -1,0 +1,1 @@
+"""``/v1/batches``: create, retrieve, list and cancel batch jobs."""
