@@ -86,3 +86,20 @@ async def test_batch_waiters_outlast_the_interactive_queue_timeout() -> None:
     assert not waiting.done()
     queue.release(holder)
     await asyncio.wait_for(waiting, 1)
+
+
+async def test_wait_for_room_returns_when_a_slot_frees_and_nobody_waits() -> None:
+    queue = FairQueue(Replicas(1), poll_s=0.05)
+    holder = request("a")
+    await queue.acquire(holder)
+    room = asyncio.create_task(queue.wait_for_room("sim", "line-1"))
+    second = asyncio.create_task(queue.wait_for_room("sim", "line-2"))
+    await asyncio.sleep(0.02)
+    assert not room.done()
+    queue.release(holder)
+    await asyncio.wait_for(room, 1)
+    await asyncio.sleep(0.1)
+    assert not second.done()  # the one free slot is promised to line-1
+    queue.forget_room("sim", "line-1")
+    await asyncio.wait_for(second, 1)
+    await asyncio.wait_for(FairQueue(Replicas(None)).wait_for_room("sim", "x"), 1)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import collections
+import json
+import os
+import subprocess
+from pathlib import Path
 
 import openai
 import pytest
 
 from tests.batch.conftest import BatchServer, chat_line, jsonl, read_lines, wait_batch
+from tests.support.server import LINGYUN
 
 
 def _upload(server: BatchServer, lines: list[dict[str, object]]) -> str:
@@ -168,3 +173,38 @@ def test_list_pages_with_after_and_has_more(batch_server: BatchServer) -> None:
     assert everything == ids[::-1]
     with pytest.raises(openai.NotFoundError):
         batch_server.client.batches.retrieve(ids[0])
+
+
+def test_cli_create_wait_list_show_download(batch_server: BatchServer, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(jsonl([chat_line(f"cli{i}", max_tokens=2) for i in range(20)]))
+    server = batch_server.server
+    env = {**os.environ, "LINGYUN_BASE_URL": server.base_url, "LINGYUN_API_KEY": batch_server.key}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*LINGYUN, "batches", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=True,
+        )
+
+    created = json.loads(
+        cli("create", str(src), "--endpoint", "/v1/chat/completions", "--wait", "--json").stdout
+    )
+    assert created["status"] == "completed" and created["request_counts"]["completed"] == 20
+    assert created["id"] in cli("list").stdout
+    assert json.loads(cli("show", created["id"]).stdout)["id"] == created["id"]
+    cli("download", created["id"], "--out", str(tmp_path / "out"))
+    got = (tmp_path / "out" / f"{created['id']}_output.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["custom_id"] for x in got) == sorted(f"cli{i}" for i in range(20))
+    bad = subprocess.run(
+        [*LINGYUN, "batches", "show", "batch_nope"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "404" in bad.stderr

@@ -43,7 +43,8 @@ def test_kill_9_mid_batch_then_restart_gives_one_result_and_one_charge_per_line(
         models=[
             {"name": "sim-slow", "engine": "simulator", "args": {"itl_ms": 15}, "max_inflight": 16}
         ],
-        extra_config={"batch_concurrency": 16},
+        # More lines in flight than slots: lines wait for room before they reserve money.
+        extra_config={"batch_concurrency": 40},
     )
     key = server.create_key("crashy")
     server.cli("prices", "set", "sim-slow", "--input", "1", "--output", "1000")
@@ -79,9 +80,10 @@ def test_kill_9_mid_batch_then_restart_gives_one_result_and_one_charge_per_line(
         seen = collections.Counter(r["custom_id"] for r in out + err)
         assert len(out) + len(err) == LINES and set(seen.values()) == {1}
         assert set(seen) == {f"k{i}" for i in range(LINES)}
-        # only lines in flight at the kill may be reported interrupted (charged once, not rerun)
+        # only lines running at the kill, or finished but not yet recorded, may be reported
+        # interrupted (charged once, not run again): at most the runner's concurrency
         assert {r["error"]["code"] for r in err} <= {"line_interrupted"}
-        assert len(err) <= 16
+        assert len(err) <= 40
         entries = _rows(
             fresh_database_url,
             select(LedgerEntry.entry_key).where(LedgerEntry.kind == "usage"),

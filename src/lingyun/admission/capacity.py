@@ -23,10 +23,11 @@ on the gateway's event loop, so plain counters are enough.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from lingyun.admission.policy import estimate_prompt_tokens
@@ -63,6 +64,10 @@ class _Lane:
     # Request bytes per prompt token, learnt from engines' counts: the admission estimate
     # must be unbiased, or every release's correction would shift counters the same way.
     bytes_per_token: float = 4.0
+    # Set on every release: wakes callers of ``FairQueue.wait_for_room``.
+    freed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Request ids promised a slot by ``wait_for_room`` that have not acquired it yet.
+    promised: set[str] = field(default_factory=set)
 
     @property
     def scheduler(self) -> Scheduler[_Waiter]:
@@ -161,7 +166,10 @@ class FairQueue:
             return
         lane = self.lane(dep.name)
         band = lane.band(ctx.lane)
-        if lane.active < capacity and not lane.backlogged(upto=ctx.lane):
+        lane.promised.discard(ctx.request_id)
+        # Slots promised to other batch lines are theirs, unless the request is interactive.
+        taken = lane.active + (len(lane.promised) if ctx.lane != BANDS[0] else 0)
+        if taken < capacity and not lane.backlogged(upto=ctx.lane):
             self._start(lane, ctx, key.tenant_id, key.tenant_weight)
             return
         waiter = _Waiter(ctx, key.tenant_weight, asyncio.get_running_loop().create_future())
@@ -188,6 +196,30 @@ class FairQueue:
                 headers={"Retry-After": "1"},
             )
 
+    async def wait_for_room(self, deployment: str, request_id: str) -> None:
+        """Return once a slot is free, nobody waits and no other caller was promised it;
+        the slot is then promised to ``request_id`` until it acquires (or ``forget_room``).
+        The batch runner waits here before a line enters the pipeline, so a line reserves
+        money only when it is about to run, not while it queues (and a crash never charges
+        a line that was only waiting)."""
+        while True:
+            capacity = self.capacity(deployment)
+            lane = self.lane(deployment)
+            if capacity is None:
+                return
+            if lane.active + len(lane.promised) < capacity and not lane.backlogged():
+                lane.promised.add(request_id)
+                return
+            lane.freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lane.freed.wait(), self.poll_s)
+
+    def forget_room(self, deployment: str, request_id: str) -> None:
+        lane = self._lanes.get(deployment)
+        if lane is not None and request_id in lane.promised:
+            lane.promised.discard(request_id)
+            lane.freed.set()
+
     async def _wait(self, lane: _Lane, waiter: _Waiter, *, wait_s: float) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
@@ -205,6 +237,7 @@ class FairQueue:
         if held is None:
             return
         held.lane.active -= 1
+        held.lane.freed.set()
         held.scheduler.finished(held.tenant)
         usage = ctx.usage
         if usage.reported:  # settle the estimate against the engine's counts

@@ -2,9 +2,11 @@
 
 The line runs as the key that created its batch: the same grants, rate limits, reservation
 and ledger entry as a synchronous request, with the line's request id as the ledger key.
-A refusal that never reached an engine (a rate limit, a full queue) is retried after a pause
-under a fresh attempt id (``<id>.N``): it reserved nothing that stays, so the line still ends
-with exactly one ledger entry. Anything that reached an engine is the line's outcome.
+A line enters the pipeline only when the fair queue has room for it (so it reserves money
+only when about to run). A refusal that never reached an engine (a rate limit, a full queue)
+is retried after a pause under a fresh attempt id (``<id>.N``): it reserved nothing that
+stays, so the line still ends with exactly one ledger entry. Anything that reached an
+engine is the line's outcome.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from lingyun.admission.capacity import FairQueue
 from lingyun.api.openai.protocol import parse_request
 from lingyun.errors import LingyunError, RateLimitError, ServiceUnavailableError
 from lingyun.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint, Gateway, _context
@@ -84,7 +87,12 @@ async def run_line(
         ctx.model = ctx.body["model"]
         ctx.request_id = rid
         ctx.lane = BATCH_LANE
+        queue = gateway.queue if isinstance(gateway.queue, FairQueue) else None
+        room = ""
         try:
+            if queue is not None:
+                room = gateway.catalog.resolve(key, ctx.model).name
+                await queue.wait_for_room(room, rid)
             response = await gateway.run(_request(), ctx)
         except LingyunError as err:
             if _retryable(err, ctx.request_id, ctx.replica is None):
@@ -93,6 +101,9 @@ async def run_line(
                 await asyncio.sleep(pause)
                 continue
             return _failed(err, err.request_id or rid), attempt
+        finally:
+            if queue is not None and room:
+                queue.forget_room(room, rid)
         return _served(bytes(response.body), rid), attempt
 
 
