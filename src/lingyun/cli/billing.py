@@ -70,7 +70,7 @@ def prices_set(
         str | None, typer.Option("--reasoning-output", help="Per 1M reasoning tokens.")
     ] = None,
     currency: Annotated[str, typer.Option("--currency")] = "CNY",
-    batch_multiplier: Annotated[str, typer.Option("--batch-multiplier")] = "1",
+    batch_multiplier: Annotated[str, typer.Option("--batch-multiplier")] = "0.5",
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="A tenant's own price (else the list price).")
     ] = None,

@@ -39,7 +39,10 @@ class BillingAdmission:
             key_id=key.key_id,
             model=ctx.model,
             period=period_of(utcnow()),
-            prices=self.prices.for_request(ctx.model, estimate, key.tenant_id),
+            prices=self.prices.for_request(
+                ctx.model, estimate, key.tenant_id, batch=ctx.lane == "batch"
+            ),
+            lane=ctx.lane,
             prompt_upper=ctx.body_bytes,
             output_upper=output_upper,
             prompt_estimate=estimate,

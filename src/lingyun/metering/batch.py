@@ -185,7 +185,7 @@ def apply_reserves(
                     "amount": h.amount,
                     "free_tokens": h.free_tokens,
                     "quota_id": h.quota_id,
-                    "prices": {**h.prices.to_json(), "budgets": h.budgets},
+                    "prices": {**h.prices.to_json(), "budgets": h.budgets, "lane": h.lane},
                     # what reached the client so far: nothing yet (checkpoints raise it)
                     "prompt_tokens": 0,
                     "completion_tokens": 0,
@@ -351,5 +351,5 @@ def _ledger_row(s: Settlement, charge: Decimal, free: int, now: datetime) -> dic
         "model": h.model, "prompt_tokens": s.prompt_tokens, "cached_tokens": s.cached_tokens,
         "completion_tokens": s.completion_tokens, "free_tokens": free, "currency": p.currency,
         "input_per_m": p.input, "cached_input_per_m": p.cached_input, "output_per_m": p.output,
-        "amount": -charge, "note": s.note,
+        "amount": -charge, "note": s.note if h.lane == "interactive" else f"{h.lane} {s.note}",
     }  # fmt: skip

@@ -38,6 +38,8 @@ class Hold:
     # The (scope, id) budgets this hold reserved against, settled against the same ones.
     budgets: list[tuple[str, str]] = field(default_factory=list)
     decided: asyncio.Future[None] | None = field(default=None, repr=False)
+    # "batch" for a Batch API line (priced at the batch multiplier, invoiced apart).
+    lane: str = "interactive"
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,16 @@ class UnitPrices:
         )
         return stored(total / PER_MILLION)
 
+    def scaled(self, factor: Decimal) -> UnitPrices:
+        """These prices times ``factor`` (a batch line's multiplier)."""
+        return UnitPrices(
+            self.currency,
+            self.input * factor,
+            self.cached_input * factor,
+            self.output * factor,
+            self.reasoning_output * factor,
+        )
+
     def to_json(self) -> dict[str, str]:
         return {
             "currency": self.currency,
@@ -85,9 +95,16 @@ class PriceBook:
     def replace(self, prices: list[Price]) -> None:
         self._prices = {(p.model, p.tenant_id): p for p in prices}
 
-    def for_request(self, model: str, prompt_tokens: int, tenant_id: str = "") -> UnitPrices:
+    def for_request(
+        self, model: str, prompt_tokens: int, tenant_id: str = "", *, batch: bool = False
+    ) -> UnitPrices:
+        """The tenant's price (else the list price) for this prompt's tier; a Batch API
+        line pays it times the model's batch multiplier."""
         price = self._prices.get((model, tenant_id)) or self._prices.get((model, ""))
-        return FREE if price is None else unit_prices(price, prompt_tokens)
+        if price is None:
+            return FREE
+        unit = unit_prices(price, prompt_tokens)
+        return unit.scaled(price.batch_multiplier) if batch else unit
 
     async def load(self, db: Database) -> None:
         async with db.session() as s:

@@ -41,6 +41,7 @@ async def open_reservations_of(
             prompt_estimate=r.prompt_tokens, amount=r.amount, free_tokens=r.free_tokens,
             quota_id=r.quota_id,
             budgets=[(str(s), str(i)) for s, i in r.prices.get("budgets", [])],
+            lane=str(r.prices.get("lane", "interactive")),
         )  # fmt: skip
         out.append(
             Settlement(

@@ -31,6 +31,8 @@ class UsageLine:
     free_tokens: int = 0
     amount: Decimal = ZERO
     currency: str = "CNY"
+    # "batch" for Batch API lines (at the batch multiplier), else "interactive"
+    lane: str = "interactive"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,6 +40,7 @@ class UsageLine:
             "requests": self.requests, "prompt_tokens": self.prompt_tokens,
             "cached_tokens": self.cached_tokens, "completion_tokens": self.completion_tokens,
             "free_tokens": self.free_tokens, "amount": show(self.amount), "currency": self.currency,
+            "lane": self.lane,
         }  # fmt: skip
 
 
@@ -52,7 +55,7 @@ async def usage(
 ) -> list[UsageLine]:
     """Charges by day x model x project (``end`` inclusive). Amounts are what was charged."""
     lo, hi = _bounds(start, end)
-    lines: dict[tuple[str, str, str], UsageLine] = {}
+    lines: dict[tuple[str, str, str, str], UsageLine] = {}
     async with db.session() as s:
         rows = await s.stream(
             select(LedgerEntry).where(
@@ -63,8 +66,11 @@ async def usage(
             )
         )
         async for (e,) in rows:
-            k = (e.created_at.date().isoformat(), e.model or "", e.project_id or "")
-            line = lines.get(k) or lines.setdefault(k, UsageLine(*k, currency=e.currency))
+            lane = "batch" if (e.note or "").startswith("batch ") else "interactive"
+            k = (e.created_at.date().isoformat(), e.model or "", e.project_id or "", lane)
+            line = lines.get(k) or lines.setdefault(
+                k, UsageLine(*k[:3], currency=e.currency, lane=lane)
+            )
             line.requests += 1
             line.prompt_tokens += e.prompt_tokens
             line.cached_tokens += e.cached_tokens
@@ -85,13 +91,13 @@ def month_bounds(month: str) -> tuple[date, date]:
 
 async def invoice(db: Database, tenant_id: str, tenant_name: str, month: str) -> dict[str, Any]:
     first, last = month_bounds(month)
-    per_model: dict[str, dict[str, Any]] = defaultdict(
+    per_model: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"requests": 0, "prompt_tokens": 0, "cached_tokens": 0, "completion_tokens": 0,
                  "free_tokens": 0, "amount": ZERO}
     )  # fmt: skip
     currencies: set[str] = set()
     for line in await usage(db, tenant_id, first, last):
-        m = per_model[line.model]
+        m = per_model[(line.model, line.lane)]  # batch lines apart, at their multiplier
         for field in (
             "requests",
             "prompt_tokens",
@@ -105,10 +111,11 @@ async def invoice(db: Database, tenant_id: str, tenant_name: str, month: str) ->
     lines = [
         {
             "model": model,
+            "lane": lane,
             **{k: v for k, v in m.items() if k != "amount"},
             "amount": show(m["amount"]),
         }
-        for model, m in sorted(per_model.items())
+        for (model, lane), m in sorted(per_model.items())
     ]
     exact = sum((m["amount"] for m in per_model.values()), ZERO)
     return {
