@@ -41,3 +41,16 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-model") / "tiny")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database of this module's own, for modules that set prices (the session's database
+    is shared, and a list price there would bill every later module's requests)."""
+    if request.param == "sqlite":
+        yield fresh_sqlite(tmp_path_factory.mktemp("sqlite-module"))
+    else:
+        with fresh_postgres() as url:
+            yield url

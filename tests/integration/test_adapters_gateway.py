@@ -34,12 +34,12 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(
-    database_url: str, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
     adapter = build_lora_adapter(tiny_model_dir, tmp_path_factory.mktemp("lora") / "a")
     server = LingyunServer(
         data_dir=Path(tmp_path_factory.mktemp("adapters")),
-        database_url=database_url,
+        database_url=module_database_url,
         models=[{"name": BASE, "engine": "transformers", "model": str(tiny_model_dir),
                  "args": {"device": "cpu"}, "adapters": [{"name": LORA, "path": str(adapter)}]}],
     )  # fmt: skip

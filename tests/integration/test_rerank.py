@@ -26,10 +26,12 @@ DOCS: list[Any] = [
 
 
 @pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LingyunServer]:
+def server(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LingyunServer]:
     srv = LingyunServer(
         data_dir=Path(tmp_path_factory.mktemp("rerank")),
-        database_url=database_url,
+        database_url=module_database_url,
         models=[{"name": MODEL, "engine": "embeddings", "model": MODEL}],
     )
     srv.start(timeout_s=180)

@@ -67,8 +67,10 @@ def chat(server: LingyunServer, key: str) -> httpx.Response:
 
 
 def test_two_gateways_one_set_of_replicas(postgres_url: str, tmp_path: Path) -> None:
-    a = LingyunServer(data_dir=tmp_path / "a", database_url=postgres_url, models=MODELS)
-    b = LingyunServer(data_dir=tmp_path / "b", database_url=postgres_url, models=MODELS)
+    # one group: the registry carries replica secrets sealed with the shared cluster secret
+    group = {"LINGYUN_CLUSTER_SECRET": secrets.token_urlsafe(24)}
+    a = LingyunServer(data_dir=tmp_path / "a", database_url=postgres_url, models=MODELS, env=group)
+    b = LingyunServer(data_dir=tmp_path / "b", database_url=postgres_url, models=MODELS, env=group)
     email = f"root-{secrets.token_hex(3)}@lingyun.test"
     _create_root(a, email)
     try:

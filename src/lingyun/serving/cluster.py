@@ -271,6 +271,7 @@ class Coordinator:
                 )
                 for published in snapshot:
                     fields = dict(zip(_PUBLISHED, published, strict=True))
+                    fields["secret"] = replica_auth.seal(fields["secret"])  # type: ignore[arg-type]
                     s.add(ServingReplicaRow(**fields, owner=self.owner, updated_at=now))
                 await s.commit()
             self._last_published = snapshot
@@ -343,7 +344,8 @@ class Coordinator:
                 )
             replica.model_id = row.model_id
             replica.healthy = row.healthy
-            replica.headers = replica_auth.auth_headers(row.secret) if row.secret else {}
+            secret = replica_auth.unseal(row.secret)
+            replica.headers = replica_auth.auth_headers(secret) if secret else {}
             followed[row.deployment][row.replica_id] = replica
         # Replicas that left the registry keep their object out of routing for any stragglers.
         for name, old_replicas in self._followed.items():

@@ -11,6 +11,9 @@ secret, so one leaked from a dead process opens nothing.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 import secrets
 from typing import TYPE_CHECKING
 
@@ -27,6 +30,43 @@ def new_secret() -> str:
 
 def auth_headers(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+# Several gateways on one database share replicas: the owner publishes each replica's secret
+# in the registry sealed with this key, which every gateway of the group is given; without
+# it nothing is published and only the owner can reach its replicas.
+CLUSTER_SECRET_ENV = "LINGYUN_CLUSTER_SECRET"
+
+
+def _keystream(nonce: bytes, n: int) -> bytes:
+    key = os.environ.get(CLUSTER_SECRET_ENV, "").encode()
+    out = b""
+    counter = 0
+    while len(out) < n:
+        out += hmac.new(key, nonce + counter.to_bytes(4, "big"), hashlib.sha256).digest()
+        counter += 1
+    return out[:n]
+
+
+def seal(secret: str | None) -> str | None:
+    """The secret as the registry may hold it (None without a cluster secret)."""
+    if secret is None or not os.environ.get(CLUSTER_SECRET_ENV):
+        return None
+    raw, nonce = secret.encode(), secrets.token_bytes(16)
+    body = bytes(a ^ b for a, b in zip(raw, _keystream(nonce, len(raw)), strict=True))
+    return f"{nonce.hex()}:{body.hex()}"
+
+
+def unseal(sealed: str | None) -> str | None:
+    if not sealed or not os.environ.get(CLUSTER_SECRET_ENV) or ":" not in sealed:
+        return None
+    nonce_hex, body_hex = sealed.split(":", 1)
+    try:
+        nonce, body = bytes.fromhex(nonce_hex), bytes.fromhex(body_hex)
+    except ValueError:
+        return None
+    raw = bytes(a ^ b for a, b in zip(body, _keystream(nonce, len(body)), strict=True))
+    return raw.decode("utf-8", "replace")
 
 
 def secret_of(headers: dict[str, str]) -> str | None:
