@@ -21,8 +21,8 @@ from lingyun.batch.job import BatchJob
 from lingyun.gateway.pipeline import Gateway
 from lingyun.store.batches import TERMINAL, Batch
 from lingyun.store.db import Database
-from lingyun.store.models import ApiKey, Project, Tenant, utcnow
-from lingyun.tenancy.service import KeyInfo
+from lingyun.store.models import utcnow
+from lingyun.tenancy.service import KeyInfo, TenancyService
 
 logger = logging.getLogger(__name__)
 
@@ -139,20 +139,4 @@ class BatchRunner:
 
     async def key_info(self, key_id: str) -> KeyInfo | None:
         """The batch's key as the gateway would see it; None once revoked or expired."""
-        async with self.db.session() as s:
-            row = (
-                await s.execute(
-                    select(ApiKey, Tenant.name, Tenant.weight, Project.name)
-                    .join(Tenant, Tenant.id == ApiKey.tenant_id)
-                    .join(Project, Project.id == ApiKey.project_id)
-                    .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-                )
-            ).first()
-        if row is None:
-            return None
-        key, tenant_name, weight, project_name = row
-        if key.expires_at is not None and key.expires_at <= utcnow():
-            return None
-        return KeyInfo(
-            key.id, key.tenant_id, tenant_name, key.project_id, project_name, key.expires_at, weight
-        )
+        return await TenancyService(self.db).live_key(key_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -235,13 +236,20 @@ class TenancyService:
 
     async def lookup_key(self, secret_hash: str) -> KeyInfo | None:
         """The live key with this hash, or None if unknown, revoked or expired."""
+        return await self._live_key(ApiKey.secret_hash == secret_hash)
+
+    async def live_key(self, key_id: str) -> KeyInfo | None:
+        """The live key with this id (a Batch API job's key), as the gateway would see it."""
+        return await self._live_key(ApiKey.id == key_id)
+
+    async def _live_key(self, which: Any) -> KeyInfo | None:
         async with self.db.session() as s:
             row = (
                 await s.execute(
                     select(ApiKey, Tenant.name, Tenant.weight, Project.name)
                     .join(Tenant, Tenant.id == ApiKey.tenant_id)
                     .join(Project, Project.id == ApiKey.project_id)
-                    .where(ApiKey.secret_hash == secret_hash, ApiKey.revoked_at.is_(None))
+                    .where(which, ApiKey.revoked_at.is_(None))
                 )
             ).first()
         if row is None:
