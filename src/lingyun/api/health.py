@@ -28,8 +28,11 @@ async def health(request: Request, details: bool = False) -> dict[str, Any]:
         return {"status": "ok"}
     await _require_operator(request)
     sup: Supervisor = request.app.state.supervisor
+    gateway = getattr(request.app.state, "gateway", None)
+    queue = getattr(gateway, "queue", None)
     return {
         "status": "ok",
+        "queue": _queue_state(queue, [d.name for d in sup.status()]),
         "deployments": [
             {
                 "name": d.name,
@@ -49,6 +52,22 @@ async def health(request: Request, details: bool = False) -> dict[str, Any]:
             }
             for d in sup.status()
         ],
+    }
+
+
+def _queue_state(queue: Any, names: list[str]) -> dict[str, Any] | None:
+    """What the fair queue holds (the gateway's ``FairQueue``; None for another queue)."""
+    stats = getattr(queue, "stats", None)
+    if stats is None or not hasattr(queue, "lane"):
+        return None
+    lanes = {}
+    for name in names:
+        lane = queue.lane(name)
+        lanes[name] = {"active": lane.active, "waiting": lane.scheduler.backlogged()}
+    return {
+        "queued_total": stats.queued,
+        "timed_out_total": stats.timed_out,
+        "deployments": lanes,
     }
 
 
