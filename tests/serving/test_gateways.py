@@ -107,6 +107,33 @@ def test_two_gateways_one_set_of_replicas(postgres_url: str, tmp_path: Path) -> 
     assert registry(postgres_url) == []  # a clean stop leaves no replica published
 
 
+def test_gateways_outside_a_group_each_run_their_own_replicas(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Without LINGYUN_CLUSTER_SECRET a gateway could not call another's replicas (they answer
+    only their own gateway's secret), so it takes no lease and follows nobody."""
+    one = [{"name": "sim", "engine": "simulator"}]
+    a = LingyunServer(data_dir=tmp_path / "a", database_url=postgres_url, models=one)
+    b = LingyunServer(data_dir=tmp_path / "b", database_url=postgres_url, models=one)
+    email = f"root-{secrets.token_hex(3)}@lingyun.test"
+    _create_root(a, email)
+    try:
+        a.start(timeout_s=60)
+        b.start(timeout_s=60)
+        assert len(workers_of(a)) == len(workers_of(b)) == 1
+        with login(a.base_url, email) as root:
+            tenant = ok(root.post("/tenants", json={"name": f"acme-{secrets.token_hex(3)}"}), 201)
+            [project] = ok(root.get(f"/tenants/{tenant['id']}/projects"))["data"]
+            key = ok(root.post(f"/projects/{project['id']}/keys", json={"name": "k"}), 201)["key"]
+        for server in (a, b, a, b):
+            resp = chat(server, key)
+            assert resp.status_code == 200, resp.text
+        assert registry(postgres_url) == []  # nothing published: nobody could use it
+    finally:
+        a.stop()
+        b.stop()
+
+
 def _host() -> str:
     import socket
 

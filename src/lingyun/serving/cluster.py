@@ -13,8 +13,11 @@ sees (the ``Supervisor`` protocol). Every ``HEARTBEAT_S`` it:
 
 A gateway that dies stops renewing; within ``LEASE_TTL_S`` another takes the lease and starts
 replicas of its own (a Ray actor or child process dies with the gateway that owned it). A
-gateway that stops cleanly releases its leases at once. With one gateway (SQLite, the
-embedded default) it always owns everything and this costs a few small queries a second.
+gateway that stops cleanly releases its leases at once.
+
+Gateways form a group by sharing ``LINGYUN_CLUSTER_SECRET`` (a follower must present the
+owner's replica secrets, sealed with it in the registry). Without it there is no group: the
+factory runs the supervisor bare, so the gateway owns everything itself and publishes nothing.
 
 Invariant: a gateway's supervisor runs a deployment only while this gateway holds its lease;
 if a renewal finds the lease taken (or cannot reach the database past the lease's end), the
@@ -77,6 +80,7 @@ class Coordinator:
         self._owned_until: datetime | None = None
         self._followed: dict[str, dict[str, Replica]] = {}
         self._waiting: dict[str, int] = {}
+        self._foreign: set[tuple[str, str]] = set()  # (deployment, owner) warned about
         # What the registry holds for us, so an unchanged beat writes nothing.
         self._last_published: (
             set[tuple[str, str, str, str, bool, str, int | None, str | None]] | None
@@ -332,6 +336,10 @@ class Coordinator:
             ).all()
         followed: dict[str, dict[str, Replica]] = {n: {} for n in names}
         for row in rows:
+            secret = replica_auth.unseal(row.secret)
+            if row.secret is not None and secret is None:
+                self._warn_foreign(row.deployment, row.owner)
+                continue  # sealed with another cluster secret: it would refuse us
             old = self._followed.get(row.deployment, {}).get(row.replica_id)
             replica = old if old is not None and old.base_url == row.base_url else None
             if replica is None:
@@ -344,7 +352,6 @@ class Coordinator:
                 )
             replica.model_id = row.model_id
             replica.healthy = row.healthy
-            secret = replica_auth.unseal(row.secret)
             replica.headers = replica_auth.auth_headers(secret) if secret else {}
             followed[row.deployment][row.replica_id] = replica
         # Replicas that left the registry keep their object out of routing for any stragglers.
@@ -353,6 +360,15 @@ class Coordinator:
                 if rid not in followed.get(name, {}):
                     replica.healthy = False
         self._followed = followed
+
+    def _warn_foreign(self, deployment: str, owner: str) -> None:
+        if (deployment, owner) not in self._foreign:
+            self._foreign.add((deployment, owner))
+            logger.warning(
+                "replicas of %s are owned by gateway %s, whose %s differs from ours; "
+                "not routing to them",
+                deployment, owner, replica_auth.CLUSTER_SECRET_ENV,
+            )  # fmt: skip
 
     async def _report_load(self) -> None:
         if not self._followed:

@@ -11,11 +11,13 @@ secret, so one leaked from a dead process opens nothing.
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import hmac
 import os
 import secrets
 from typing import TYPE_CHECKING
+
+from cryptography.fernet import Fernet, InvalidToken
 
 if TYPE_CHECKING:
     from lingyun.engines.base import ProcessSpec
@@ -32,41 +34,43 @@ def auth_headers(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-# Several gateways on one database share replicas: the owner publishes each replica's secret
-# in the registry sealed with this key, which every gateway of the group is given; without
-# it nothing is published and only the owner can reach its replicas.
+# Several gateways on one database share replicas only as a group that shares this key: the
+# owner publishes each replica's secret in the registry sealed with it (Fernet: encrypted and
+# authenticated). Without it a gateway runs its own replicas and publishes nothing (see
+# ``serving/factory.py``); a gateway with another key cannot open a sealed secret, and does
+# not route to that replica.
 CLUSTER_SECRET_ENV = "LINGYUN_CLUSTER_SECRET"
 
 
-def _keystream(nonce: bytes, n: int) -> bytes:
-    key = os.environ.get(CLUSTER_SECRET_ENV, "").encode()
-    out = b""
-    counter = 0
-    while len(out) < n:
-        out += hmac.new(key, nonce + counter.to_bytes(4, "big"), hashlib.sha256).digest()
-        counter += 1
-    return out[:n]
+def cluster_secret() -> str | None:
+    return os.environ.get(CLUSTER_SECRET_ENV) or None
+
+
+def _fernet() -> Fernet | None:
+    key = cluster_secret()
+    if key is None:
+        return None
+    digest = hashlib.sha256(b"lingyun replica secrets\0" + key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
 
 
 def seal(secret: str | None) -> str | None:
     """The secret as the registry may hold it (None without a cluster secret)."""
-    if secret is None or not os.environ.get(CLUSTER_SECRET_ENV):
+    fernet = _fernet()
+    if secret is None or fernet is None:
         return None
-    raw, nonce = secret.encode(), secrets.token_bytes(16)
-    body = bytes(a ^ b for a, b in zip(raw, _keystream(nonce, len(raw)), strict=True))
-    return f"{nonce.hex()}:{body.hex()}"
+    return fernet.encrypt(secret.encode()).decode("ascii")
 
 
 def unseal(sealed: str | None) -> str | None:
-    if not sealed or not os.environ.get(CLUSTER_SECRET_ENV) or ":" not in sealed:
+    """The secret ``seal`` sealed; None if there is none or it was sealed with another key."""
+    fernet = _fernet()
+    if not sealed or fernet is None:
         return None
-    nonce_hex, body_hex = sealed.split(":", 1)
     try:
-        nonce, body = bytes.fromhex(nonce_hex), bytes.fromhex(body_hex)
-    except ValueError:
+        return fernet.decrypt(sealed.encode("ascii")).decode()
+    except (InvalidToken, UnicodeError):
         return None
-    raw = bytes(a ^ b for a, b in zip(body, _keystream(nonce, len(body)), strict=True))
-    return raw.decode("utf-8", "replace")
 
 
 def secret_of(headers: dict[str, str]) -> str | None:
