@@ -162,8 +162,7 @@ class Gateway:
         try:
             ctx.deployment = self.catalog.resolve(ctx.key, ctx.model)
             ctx.adapter = self.catalog.adapter_of(ctx.model)
-            # Prices, grants, quotas, limits and usage go by the canonical name (an adapter's
-            # own, an alias's deployment), never by the alias a client sent.
+            # prices, grants, quotas, limits, usage: by the canonical name, never an alias
             ctx.model = self.catalog.canonical(ctx.model)
             _check_output_bound(ctx, ctx.deployment)
             _bound_output(ctx, ctx.deployment)
@@ -176,11 +175,13 @@ class Gateway:
             if ctx.stream:
                 resp = await self._with_replica(ctx, finish, self.relay.open_stream)
                 finish.upstream = resp
+                await ctx.reservation_decided()
                 handed_off = True
                 return _StreamResponse(self.relay.body(ctx, resp), finish)
             body = await _unless_disconnected(
                 request, self._with_replica(ctx, finish, self.relay.unary)
             )
+            await ctx.reservation_decided()
             return Response(body, media_type="application/json", headers=_headers(ctx))
         except LingyunError as err:
             record_error(ctx, err)
@@ -292,8 +293,7 @@ class _StreamResponse(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            # Starlette ends a stream quietly when the client goes away; whatever the path,
-            # a stream that did not reach its end was cut off by the client.
+            # Starlette ends a stream quietly: one that did not reach its end was cut off.
             if not ctx.stream_ended and ctx.status_code == 200:
                 ctx.status_code, ctx.error_code = 499, "client_disconnected"
             await self._finish()

@@ -1,4 +1,8 @@
-"""Billing as an admission policy: reserve the worst case before the engine, settle after.
+"""Billing as an admission policy: reserve the worst case before the first byte, settle after.
+
+The reservation is decided before the engine is asked, or, when the journal's headroom
+covers it, while the engine works (``Journal.reserve_ahead``): then the pipeline holds the
+response until the decision lands, and a refusal is the same 402, with nothing sent.
 
 Worst case: every prompt token is at least one byte of the request body, so the body's size
 bounds the prompt; the output is bounded by ``max_tokens`` (× ``n``), or by the deployment's
@@ -47,8 +51,12 @@ class BillingAdmission:
             output_upper=output_upper,
             prompt_estimate=estimate,
         )
-        await self.journal.reserve(hold)
         ctx.hold = hold
+        pending = self.journal.reserve_ahead(hold)
+        if pending is None:
+            await self.journal.reserve(hold)
+        else:
+            ctx.pending_reservation = pending  # the first byte waits for it (pipeline.py)
 
         def delivered() -> tuple[int, int]:
             u = ctx.usage

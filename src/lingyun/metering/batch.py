@@ -140,9 +140,14 @@ def _periods(
 
 
 def apply_reserves(
-    session: Session, holds: Sequence[Hold], owner: str, scopes: BillingScopes | None = None
+    session: Session,
+    holds: Sequence[Hold],
+    owner: str,
+    scopes: BillingScopes | None = None,
+    available: dict[str, Decimal] | None = None,
 ) -> list[Exception | None]:
-    """Admit or refuse each hold in order; admitted ones become durable reservations."""
+    """Admit or refuse each hold in order; admitted ones become durable reservations.
+    ``available`` gets each account's money left after these decisions (none if free-only)."""
     if scopes is None:
         scopes = BillingScopes()
         scopes.load(session)
@@ -169,6 +174,9 @@ def apply_reserves(
             )
         )
     outcomes = [_decide(h, funds[h.tenant_id], budgets, quotas) for h in holds]
+    if available is not None:
+        for t, f in funds.items():
+            available[t] = ZERO if f.free_only else f.balance - f.reserved - f.held
     admitted = [h for h, o in zip(holds, outcomes, strict=True) if o is None]
     if admitted:
         session.connection().execute(

@@ -1,11 +1,15 @@
 """The metering journal: durable reservations and settlements, group-committed.
 
-Requests call ``reserve`` (and wait: a request reaches an engine only once its reservation
-is committed) and ``settle`` (and do not wait: the response is already on its way; if the
-process dies first, reconciliation settles the reservation). One task commits whatever has
-queued up since its last commit, so under load many requests share one transaction and one
-fsync. A second task checkpoints the usage of streams in flight, renews this gateway's
-lease, and reconciles reservations left open by gateways whose lease has lapsed.
+Requests call ``reserve_ahead`` or ``reserve``, then ``settle`` (which does not wait: the
+response is already on its way; if the process dies first, reconciliation settles the
+reservation). When this gateway's last view of the account covers the request's worst case
+(``Headroom``), ``reserve_ahead`` queues the reservation and the request goes on to its engine
+while it is written; its first byte waits for the decision, so nothing reaches a client
+unreserved. Otherwise (first sight of an account, little money left, budgets or free quotas)
+``reserve`` waits for the decision before the engine. One task commits whatever has queued up
+since its last commit, so under load many requests share one transaction and one fsync. A
+second task checkpoints the usage of streams in flight, renews this gateway's lease, and
+reconciles reservations left open by gateways whose lease has lapsed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -23,6 +28,7 @@ from sqlalchemy.orm import Session
 from lingyun.errors import ServiceUnavailableError
 from lingyun.metering.batch import BillingScopes, apply_reserves, apply_settles
 from lingyun.metering.deliveries import DeliveryLog
+from lingyun.metering.headroom import Headroom
 from lingyun.metering.holds import Hold, Settlement
 from lingyun.metering.reconcile import open_reservations_of, renew_lease
 from lingyun.store.db import Database
@@ -65,26 +71,37 @@ class Journal:
         self._idle.set()
         # Who has budgets and quotas, so batches skip those reads for everyone else.
         self.scopes = BillingScopes()
+        self.headroom = Headroom()
 
     # --- the request path -------------------------------------------------------------
 
     async def reserve(self, hold: Hold) -> None:
         """Durably reserve ``hold``; raises ``InsufficientQuotaError`` when refused."""
-        decided = hold.decided = asyncio.get_running_loop().create_future()
-        self._reserves.append(hold)
-        self._kick()
+        decided = self._queue(hold, ahead=False)
         try:
             await asyncio.shield(decided)
         except asyncio.CancelledError:
             # The client left while its reservation was being written: once the decision
             # lands, give back what it reserved (nothing reached an engine).
-            decided.add_done_callback(lambda _: self._release_abandoned(hold))
+            self.settle(Settlement(hold, 0, 0, 0, 0, "cancelled", reached_engine=False))
             raise
 
-    def _release_abandoned(self, hold: Hold) -> None:
-        decided = hold.decided
-        if decided is not None and not decided.cancelled() and decided.exception() is None:
-            self.settle(Settlement(hold, 0, 0, 0, 0, "cancelled", reached_engine=False))
+    def reserve_ahead(self, hold: Hold) -> asyncio.Future[None] | None:
+        """Queue ``hold`` without waiting if the headroom covers it, and answer its pending
+        decision, which must be awaited before the request's first byte reaches the client
+        (a refusal raises there). None: the headroom does not cover it; call ``reserve``."""
+        if not self.headroom.covers(hold, self.scopes):
+            return None
+        return self._queue(hold, ahead=True)
+
+    def _queue(self, hold: Hold, *, ahead: bool) -> asyncio.Future[None]:
+        decided = hold.decided = asyncio.get_running_loop().create_future()
+        decided.add_done_callback(_retrieved)
+        if ahead:
+            self.headroom.take(hold)
+        self._reserves.append(hold)
+        self._kick()
+        return decided
 
     def track(self, request_id: str, progress: Progress) -> None:
         """Checkpoint this request's (prompt, completion) tokens while it runs."""
@@ -96,7 +113,15 @@ class Journal:
             self.deliveries.record(request_id, counts)
 
     def settle(self, settlement: Settlement) -> None:
+        """Settle once the hold's reservation is decided (a request reserved ahead may end
+        before that); a refused one has nothing to settle."""
         self._live.pop(settlement.hold.request_id, None)
+        decided = settlement.hold.decided
+        if decided is not None and not decided.done():
+            decided.add_done_callback(lambda _: self.settle(settlement))
+            return
+        if decided is not None and (decided.cancelled() or decided.exception() is not None):
+            return
         self._settles.append(settlement)
         self._kick()
 
@@ -174,13 +199,19 @@ class Journal:
     async def _transaction(
         self, reserves: list[Hold], settles: list[Settlement]
     ) -> list[Exception | None]:
+        available: dict[str, Decimal] = {}
+
         def batch(s: Session) -> list[Exception | None]:
             if settles:
                 apply_settles(s, settles)
-            return apply_reserves(s, reserves, self.owner, self.scopes) if reserves else []
+            if not reserves:
+                return []
+            return apply_reserves(s, reserves, self.owner, self.scopes, available)
 
         # fast commits: a crash of this process loses none; _housekeeping syncs each second
-        return await self.db.transaction(batch, durable=False)
+        outcomes = await self.db.transaction(batch, durable=False)
+        self.headroom.seen(available)  # before the holds it decided leave ``ahead``
+        return outcomes
 
     async def _commit_alone(self, reserves: list[Hold], settles: list[Settlement]) -> None:
         try:
@@ -201,6 +232,7 @@ class Journal:
             "Billing is temporarily unavailable; the request was not started.",
             headers={"Retry-After": "1"},
         )
+        self.headroom.forget()  # until the database answers again, every request waits
         for hold in reserves:
             _resolve(hold, refusal)
         if not _unreachable(exc):
@@ -320,6 +352,12 @@ def _unreachable(exc: Exception) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, OSError)
+
+
+def _retrieved(decided: asyncio.Future[None]) -> None:
+    """Mark a refusal as seen: a request that ended before its gate never awaits it."""
+    if not decided.cancelled():
+        decided.exception()
 
 
 def _resolve(hold: Hold, outcome: Exception | None) -> None:
