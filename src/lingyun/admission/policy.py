@@ -69,6 +69,9 @@ class RateLimitPolicy:
         ctx.response_headers.update(headers)
         self._charges[ctx.request_id] = (charge, prompt)
 
+    def sent(self, ctx: RequestContext) -> None:
+        return None
+
     async def release(self, ctx: RequestContext) -> None:
         held = self._charges.pop(ctx.request_id, None)
         if held is None:

@@ -1,7 +1,8 @@
 """Stage 3: admission — rate limits and budget reservations, before any engine work.
 
-The pipeline calls ``admit`` before routing and ``release`` exactly once afterwards with the
-final usage. Concrete policies (RPM/TPM, balances) plug in here; refusals raise
+The pipeline calls ``admit`` before routing, ``sent`` as a whole (non-streamed) answer is
+about to leave, and ``release`` exactly once afterwards with the final usage. Concrete
+policies (RPM/TPM, balances) plug in here; refusals raise
 ``RateLimitError`` / ``InsufficientQuotaError``.
 """
 
@@ -15,11 +16,18 @@ from lingyun.gateway.context import RequestContext
 class Admission(Protocol):
     async def admit(self, ctx: RequestContext) -> None: ...
 
+    def sent(self, ctx: RequestContext) -> None:
+        """A whole answer is leaving: what it carries must outlive a crash from now on."""
+        ...
+
     async def release(self, ctx: RequestContext) -> None: ...
 
 
 class AdmitAll:
     async def admit(self, ctx: RequestContext) -> None:
+        return None
+
+    def sent(self, ctx: RequestContext) -> None:
         return None
 
     async def release(self, ctx: RequestContext) -> None:
@@ -42,6 +50,10 @@ class AdmissionChain:
             for policy in reversed(passed):
                 await policy.release(ctx)
             raise
+
+    def sent(self, ctx: RequestContext) -> None:
+        for policy in self.policies:
+            policy.sent(ctx)
 
     async def release(self, ctx: RequestContext) -> None:
         for policy in reversed(self.policies):

@@ -182,6 +182,7 @@ class Gateway:
                 request, self._with_replica(ctx, finish, self.relay.unary)
             )
             await ctx.reservation_decided()
+            self.admission.sent(ctx)
             return Response(body, media_type="application/json", headers=_headers(ctx))
         except LingyunError as err:
             record_error(ctx, err)

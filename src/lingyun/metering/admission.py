@@ -73,6 +73,14 @@ class BillingAdmission:
         # each streamed chunk's counts reach the OS before the chunk reaches the client
         ctx.token_hooks.append(lambda _: self.journal.delivered(ctx.request_id, delivered()))
 
+    def sent(self, ctx: RequestContext) -> None:
+        """A whole answer leaves: its usage goes to the delivery log first (a stream's does
+        chunk by chunk), so a crash before the settlement commits still charges it."""
+        if isinstance(ctx.hold, Hold):
+            finalize_usage(ctx)
+            self.journal.delivered(ctx.request_id, (ctx.usage.prompt_tokens,
+                                                    ctx.usage.completion_tokens))  # fmt: skip
+
     async def release(self, ctx: RequestContext) -> None:
         hold = ctx.hold
         if not isinstance(hold, Hold):
