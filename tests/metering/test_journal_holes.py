@@ -21,7 +21,7 @@ from lingyun.metering import accounts
 from lingyun.metering.holds import Settlement
 from lingyun.metering.journal import Journal
 from lingyun.store.db import Database
-from lingyun.store.ledger import LedgerEntry, Reservation
+from lingyun.store.ledger import GatewayLease, LedgerEntry, Reservation
 from tests.metering.conftest import TenantFactory
 from tests.metering.test_journal import hold, ledger_sum
 
@@ -168,3 +168,28 @@ async def test_settled_reservations_are_purged(db: Database, funded_tenant: Tena
             select(func.count()).select_from(LedgerEntry).where(LedgerEntry.tenant_id == tenant)
         )
     assert entries == 3  # the top-up and both requests
+
+
+async def test_after_an_idle_spell_a_reservation_lands_with_a_fresh_heartbeat(
+    db: Database, funded_tenant: TenantFactory
+) -> None:
+    """An idle gateway stops renewing its lease (it writes nothing); the reservation that
+    ends the spell must carry the heartbeat in its own commit, or another gateway could take
+    the gateway for dead and reconcile the fresh reservation under it."""
+    tenant, project = await funded_tenant(D("1"))
+    journal = Journal(db, owner=f"gw-{secrets.token_hex(3)}")
+    await journal.start()
+    try:
+        stale = datetime(2000, 1, 1, tzinfo=UTC)
+        async with db.session() as s, s.begin():
+            lease = await s.get(GatewayLease, journal.owner)
+            assert lease is not None
+            lease.heartbeat_at = stale  # as if the gateway had idled for ages
+        journal._renewed = float("-inf")
+        assert not journal._holding()  # nothing open: the housekeeping would not renew
+        await journal.reserve(hold(tenant, project))
+        async with db.session() as s:
+            lease = await s.get(GatewayLease, journal.owner)
+        assert lease is not None and lease.heartbeat_at.replace(tzinfo=UTC) > stale
+    finally:
+        await journal.stop()

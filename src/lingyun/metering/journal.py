@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -30,7 +31,7 @@ from lingyun.metering.batch import BillingScopes, apply_reserves, apply_settles
 from lingyun.metering.deliveries import DeliveryLog
 from lingyun.metering.headroom import Headroom
 from lingyun.metering.holds import Hold, Settlement
-from lingyun.metering.reconcile import open_reservations_of, renew_lease
+from lingyun.metering.reconcile import open_reservations_of, renew_lease, touch_lease
 from lingyun.store.db import Database
 from lingyun.store.ledger import GatewayLease, Reservation
 from lingyun.store.models import utcnow
@@ -72,6 +73,9 @@ class Journal:
         # Who has budgets and quotas, so batches skip those reads for everyone else.
         self.scopes = BillingScopes()
         self.headroom = Headroom()
+        # When our lease was last renewed, and the commits made by then.
+        self._renewed = float("-inf")
+        self._committed_at_renewal = 0
 
     # --- the request path -------------------------------------------------------------
 
@@ -134,6 +138,7 @@ class Journal:
     async def start(self) -> None:
         await self._load_scopes()
         await renew_lease(self.db, self.owner)
+        self._renewed = time.monotonic()
         # our previous life's orphans, charged what its delivery log says reached clients
         delivered = self.deliveries.replay() if self.deliveries is not None else {}
         await self.reconcile(owners=[self.owner], delivered=delivered)
@@ -201,17 +206,32 @@ class Journal:
     ) -> list[Exception | None]:
         available: dict[str, Decimal] = {}
 
+        renew = bool(reserves) and self._lease_stale()
+
         def batch(s: Session) -> list[Exception | None]:
             if settles:
                 apply_settles(s, settles)
             if not reserves:
                 return []
+            if renew:  # after an idle spell: our heartbeat lands with the reservations
+                touch_lease(s, self.owner)
             return apply_reserves(s, reserves, self.owner, self.scopes, available)
 
         # fast commits: a crash of this process loses none; _housekeeping syncs each second
         outcomes = await self.db.transaction(batch, durable=False)
+        if renew:
+            self._renewed = time.monotonic()
         self.headroom.seen(available)  # before the holds it decided leave ``ahead``
         return outcomes
+
+    def _lease_stale(self) -> bool:
+        return time.monotonic() - self._renewed >= self.lease_s / 3
+
+    def _holding(self) -> bool:
+        """May this gateway hold open reservations (so its lease must stay fresh)? An idle
+        gateway writes nothing: its next reservation renews the lease in its own commit."""
+        busy = self._live or self._reserves or self._settles or not self._idle.is_set()
+        return bool(busy) or self._committed != self._committed_at_renewal
 
     async def _commit_alone(self, reserves: list[Hold], settles: list[Settlement]) -> None:
         try:
@@ -266,7 +286,10 @@ class Journal:
                 beats += 1
                 if beats * self.checkpoint_s >= self.lease_s / 3:
                     beats = 0
-                    await renew_lease(self.db, self.owner)
+                    if self._holding():
+                        self._committed_at_renewal = self._committed
+                        await renew_lease(self.db, self.owner)
+                        self._renewed = time.monotonic()
                     await self.reconcile(owners=await self._dead_owners())
                     await self.purge(older_than=SETTLED_RETENTION)
             except Exception:

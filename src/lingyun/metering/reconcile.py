@@ -10,6 +10,7 @@ charge a request twice even if the dead gateway's settle landed after all.
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from lingyun.metering.holds import Hold, Settlement
 from lingyun.metering.pricing import UnitPrices
@@ -53,9 +54,14 @@ async def open_reservations_of(
 
 
 async def renew_lease(db: Database, owner: str) -> None:
-    async with db.session() as s, s.begin():
-        lease = await s.get(GatewayLease, owner)
-        if lease is None:
-            s.add(GatewayLease(owner=owner, heartbeat_at=utcnow()))
-        else:
-            lease.heartbeat_at = utcnow()
+    await db.transaction(lambda s: touch_lease(s, owner))
+
+
+def touch_lease(session: Session, owner: str) -> None:
+    """This gateway is alive (in the caller's transaction: a reservation and the heartbeat
+    that keeps others from reconciling it land together)."""
+    lease = session.get(GatewayLease, owner)
+    if lease is None:
+        session.add(GatewayLease(owner=owner, heartbeat_at=utcnow()))
+    else:
+        lease.heartbeat_at = utcnow()
