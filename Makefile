@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # llama.cpp is compiled from source: portable flags so the wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install run test lint typecheck bench bench-fairness bench-metering bench-routing clean
+.PHONY: install run test lint typecheck bench bench-fairness bench-metering bench-idle bench-routing clean
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ bench-fairness: install
 # Requests/s through Lingyun with metering on and off, side by side (a few minutes).
 bench-metering: install
 	$(PY) -m benchmarks.metering $(BENCH_ARGS)
+
+# An idle gateway (five deployments, no traffic): its CPU and whether it writes (~1 min).
+bench-idle: install
+	$(PY) -m benchmarks.idle $(BENCH_ARGS)
 
 # Routing policies side by side over simulator replicas with a prefix cache (BENCH_ARGS=--quick:
 # about 90 s).

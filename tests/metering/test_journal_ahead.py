@@ -145,10 +145,15 @@ async def test_accounts_with_free_quota_or_budgets_always_wait(
         await journal.stop()
 
 
-def test_a_stream_refused_at_the_gate_sends_nothing(tmp_path: Path, database_url: str) -> None:
+def test_a_stream_refused_at_the_gate_sends_nothing(
+    tmp_path: Path, fresh_database_url: str
+) -> None:
     """Through ``lingyun serve``: the server learnt the balance on one request, another
     gateway then spent nearly all of it; the next stream starts ahead, is refused by the
-    database, and its client gets the 429 before any chunk, with nothing in the ledger."""
+    database, and its client gets the 429 before any chunk, with nothing in the ledger. (A
+    database of its own: a list price in the session's shared one would bill every later
+    module's requests.)"""
+    database_url = fresh_database_url
     server = LingyunServer(
         data_dir=tmp_path / "lingyun",
         database_url=database_url,
