@@ -193,3 +193,17 @@ async def test_after_an_idle_spell_a_reservation_lands_with_a_fresh_heartbeat(
         assert lease is not None and lease.heartbeat_at.replace(tzinfo=UTC) > stale
     finally:
         await journal.stop()
+
+
+async def test_the_power_loss_sync_runs(db: Database, funded_tenant: TenantFactory) -> None:
+    """``Database.sync`` (the WAL checkpoint the journal runs each second on SQLite) failed
+    every time with "database table is locked", and took the rest of the housekeeping beat
+    (lease renewal, reconciliation, purge) down with it."""
+    tenant, project = await funded_tenant(D("1"))
+    journal = Journal(db, owner=f"gw-{secrets.token_hex(3)}")
+    await journal.start()
+    try:
+        await journal.reserve(hold(tenant, project))
+        await db.sync()
+    finally:
+        await journal.stop()

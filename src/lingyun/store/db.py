@@ -89,8 +89,13 @@ class Database:
         engine = self._sync
 
         def run() -> None:
-            with engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            # On the raw connection, outside any transaction: inside one (SQLAlchemy's
+            # begin event opens BEGIN IMMEDIATE) SQLite refuses it as "table is locked".
+            raw = engine.raw_connection()
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                raw.close()
 
         await asyncio.get_running_loop().run_in_executor(self._thread, run)
 

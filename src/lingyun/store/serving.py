@@ -48,8 +48,9 @@ class ServingReplicaRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     max_inflight: Mapped[int | None] = mapped_column(Integer, default=None)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # The replica's secret, for gateways that route to replicas they did not start.
-    secret: Mapped[str | None] = mapped_column(String(128), default=None)
+    # The replica's secret sealed for the group (``serving/replica_auth.py``), for gateways
+    # that route to replicas they did not start.
+    secret: Mapped[str | None] = mapped_column(String(512), default=None)
 
 
 class ServingLoadRow(Base):
