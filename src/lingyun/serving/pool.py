@@ -195,8 +195,8 @@ class PooledSupervisor:
         is there, and wait until a replica is healthy; False if none is within ``timeout_s``
         (the gateway then answers 503 with Retry-After) or the deployment is unknown."""
         deployment = self._deployments.get(name)
-        if deployment is None:
-            return False
+        if deployment is None or deployment.error is not None:
+            return False  # unknown, or misconfigured (no key, say): no replica is coming
         if any(r.healthy for r in deployment.replicas()):
             return True
         if deployment.scaler is not None:
