@@ -76,6 +76,7 @@ class Journal:
         # When our lease was last renewed, and the commits made by then.
         self._renewed = float("-inf")
         self._committed_at_renewal = 0
+        self._synced = 0  # commits made durable against a power loss by the last sync
 
     # --- the request path -------------------------------------------------------------
 
@@ -263,37 +264,43 @@ class Journal:
                     exc,
                 )
             return
-        logger.error(
-            "metering commit failed (%d reserves, %d settles): %s",
-            len(reserves),
-            len(settles),
-            exc,
-        )
+        logger.error("metering commit failed (%d reserves, %d settles): %s",
+                     len(reserves), len(settles), exc)  # fmt: skip
         self._settles[:0] = settles  # keep them; try again shortly
         await asyncio.sleep(0.5)
         self._wake.set()
 
     async def _housekeeping(self) -> None:
-        beats = synced = 0
+        """Each beat's steps fail alone: a checkpoint the database refuses must not keep the
+        lease from being renewed, nor the reconciliation from running."""
+        beats = 0
         while True:
             await asyncio.sleep(self.checkpoint_s)
-            try:
-                await self._load_scopes()
-                await self._checkpoint()
-                if self._committed != synced:  # what a power loss can take: this period
-                    synced = self._committed
-                    await self.db.sync()
-                beats += 1
-                if beats * self.checkpoint_s >= self.lease_s / 3:
-                    beats = 0
-                    if self._holding():
-                        self._committed_at_renewal = self._committed
-                        await renew_lease(self.db, self.owner)
-                        self._renewed = time.monotonic()
-                    await self.reconcile(owners=await self._dead_owners())
-                    await self.purge(older_than=SETTLED_RETENTION)
-            except Exception:
-                logger.exception("metering housekeeping failed; retrying")
+            beats += 1
+            steps = [self._load_scopes, self._checkpoint, self._sync]
+            if beats * self.checkpoint_s >= self.lease_s / 3:
+                beats = 0
+                steps.append(self._keep_lease)
+            for step in steps:
+                try:
+                    await step()
+                except Exception:
+                    logger.exception("metering housekeeping (%s) failed; retrying", step.__name__)
+
+    async def _sync(self) -> None:
+        """What a power loss can take: the commits since the last beat."""
+        committed = self._committed
+        if committed != self._synced:
+            await self.db.sync()
+            self._synced = committed
+
+    async def _keep_lease(self) -> None:
+        if self._holding():
+            self._committed_at_renewal = self._committed
+            await renew_lease(self.db, self.owner)
+            self._renewed = time.monotonic()
+        await self.reconcile(owners=await self._dead_owners())
+        await self.purge(older_than=SETTLED_RETENTION)
 
     async def _load_scopes(self) -> None:
         await self.db.transaction(self.scopes.load)
