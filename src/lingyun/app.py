@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from lingyun import __version__, console
 from lingyun.admission import AdmissionControl
 from lingyun.api.admin import router as admin_router
-from lingyun.api.errors import install_error_handlers
 from lingyun.api.health import router as health_router
 from lingyun.api.openai.batches.router import router as batches_router
 from lingyun.api.openai.files.router import router as files_router
@@ -36,6 +35,7 @@ from lingyun.metering.journal import Journal
 from lingyun.metering.pricing import PriceBook
 from lingyun.metering.usage_writer import UsageWriter
 from lingyun.observability import setup as observability
+from lingyun.protocol.errors import install_error_handlers
 from lingyun.serving.adapters import AdapterStore, attach
 from lingyun.serving.channels import ChannelRegistry
 from lingyun.serving.channels.keeper import ChannelKeeper

@@ -20,13 +20,6 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from lingyun.api.openai.protocol import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
-    RerankRequest,
-    parse_request,
-)
 from lingyun.config import DeploymentConfig
 from lingyun.errors import (
     ClientDisconnectedError,
@@ -44,6 +37,13 @@ from lingyun.gateway.resolve import ModelCatalog
 from lingyun.gateway.route import RouterChain
 from lingyun.gateway.settle import Settler
 from lingyun.observability import hooks as obs
+from lingyun.protocol.wire import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RerankRequest,
+    parse_request,
+)
 from lingyun.serving.replica import Replica
 
 if TYPE_CHECKING:
