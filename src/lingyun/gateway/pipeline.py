@@ -44,7 +44,7 @@ from lingyun.protocol.wire import (
     RerankRequest,
     parse_request,
 )
-from lingyun.serving.replica import Replica
+from lingyun.serving.replica import Replica, ReplicaSource
 
 if TYPE_CHECKING:
     from lingyun.serving.channels import ChannelRegistry
@@ -53,10 +53,6 @@ logger = logging.getLogger(__name__)
 
 MAX_CONNECT_ATTEMPTS = 3
 T = TypeVar("T")
-
-
-class ReplicaSource(Protocol):
-    def replicas(self, deployment: str) -> Sequence[Replica]: ...
 
 
 @runtime_checkable

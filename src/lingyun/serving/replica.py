@@ -10,8 +10,9 @@ end between two of its ticks.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from lingyun.engines.dialect import OPENAI_DIALECT, Dialect
 
@@ -39,3 +40,9 @@ class Replica:
         if name == "inflight":
             object.__setattr__(self, "last_used", time.monotonic())
         object.__setattr__(self, name, value)
+
+
+class ReplicaSource(Protocol):
+    """Where the gateway and the capacity queue look up a deployment's replicas (a supervisor)."""
+
+    def replicas(self, deployment: str) -> Sequence[Replica]: ...
