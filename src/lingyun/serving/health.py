@@ -72,6 +72,24 @@ def probe_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(trust_env=False, follow_redirects=False)
 
 
+async def until_healthy(
+    client: httpx.AsyncClient,
+    url: str,
+    policy: HealthPolicy,
+    timeout_s: float,
+    headers: Mapping[str, str] | None = None,
+) -> bool:
+    """Probe a starting replica every ``startup_interval_s`` until it answers 200; False if it
+    has not within ``timeout_s`` (the caller stops it and its supervisor restarts it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await probe(client, url, policy.probe_timeout_s, headers):
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(policy.startup_interval_s)
+    return True
+
+
 async def watch(
     client: httpx.AsyncClient,
     url: str,

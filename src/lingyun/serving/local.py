@@ -27,7 +27,7 @@ import httpx
 
 from lingyun.serving import process, replica_auth
 from lingyun.serving.autoscale import ScalingTimings
-from lingyun.serving.health import HealthPolicy, probe, probe_client, watch
+from lingyun.serving.health import HealthPolicy, probe_client, until_healthy, watch
 from lingyun.serving.pool import PooledSupervisor, Runner
 from lingyun.serving.ports import PortAllocator
 from lingyun.serving.replica import Replica
@@ -195,18 +195,15 @@ class _Runner:
         policy = self._sup.policy
         client = self._sup.client
         url = f"http://{self._sup.host}:{port}{spec.health_path}"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + spec.ready_timeout_s
-        while not await probe(client, url, policy.probe_timeout_s, self.replica.headers):
-            if loop.time() >= deadline:
-                self.last_error = f"not healthy within {spec.ready_timeout_s}s"
-                logger.error(
-                    "replica %s %s; restarting it (log: %s)",
-                    self.replica.replica_id, self.last_error, self.log_path,
-                )  # fmt: skip
-                await process.terminate(proc, policy.stop_grace_s)
-                return
-            await asyncio.sleep(policy.startup_interval_s)
+        ready = until_healthy(client, url, policy, spec.ready_timeout_s, self.replica.headers)
+        if not await ready:
+            self.last_error = f"not healthy within {spec.ready_timeout_s}s"
+            logger.error(
+                "replica %s %s; restarting it (log: %s)",
+                self.replica.replica_id, self.last_error, self.log_path,
+            )  # fmt: skip
+            await process.terminate(proc, policy.stop_grace_s)
+            return
         self._set_healthy(True)
         await watch(
             client, url, policy, self.replica.replica_id, self._set_healthy, self.replica.headers

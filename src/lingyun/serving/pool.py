@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol, TypeGuard
 
 from lingyun.engines.upstream.outbound import redact_url
 from lingyun.serving.autoscale import Autoscaler, ScalingTimings
-from lingyun.serving.replica import Replica
+from lingyun.serving.replica import Replica, wait_healthy
 from lingyun.serving.supervisor import DeploymentStatus, ReplicaState, ReplicaStatus
 
 if TYPE_CHECKING:
@@ -182,13 +182,7 @@ class PooledSupervisor:
     async def wait_ready(self, name: str, timeout_s: float, min_healthy: int = 1) -> bool:
         """Wait until ``name`` has ``min_healthy`` healthy replicas; False on timeout.
         For the CLI (``serve --wait``), the activator and tests."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while sum(1 for r in self.replicas(name) if r.healthy) < min_healthy:
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await wait_healthy(self, name, timeout_s, min_healthy)
 
     async def activate(self, name: str, timeout_s: float) -> bool:
         """The activator: a request waits for deployment ``name``. Scale it up from zero if it

@@ -33,7 +33,7 @@ import httpx
 
 from lingyun.serving import replica_auth
 from lingyun.serving.autoscale import ScalingTimings
-from lingyun.serving.health import HealthPolicy, probe, probe_client, watch
+from lingyun.serving.health import HealthPolicy, probe_client, until_healthy, watch
 from lingyun.serving.pool import PooledSupervisor, Runner
 from lingyun.serving.replica import Replica
 from lingyun.serving.supervisor import ReplicaState, ReplicaStatus
@@ -222,15 +222,11 @@ class _RayRunner:
 
     async def _watch_health(self, url: str, ready_timeout_s: float) -> None:
         policy, client = self._sup.policy, self._sup.client
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ready_timeout_s
-        while not await probe(client, url, policy.probe_timeout_s, self.replica.headers):
-            if loop.time() >= deadline:
-                self.last_error = f"not healthy within {ready_timeout_s}s"
-                logger.error("replica %s %s; restarting it", self.replica.replica_id, url)
-                await self._actor.stop.remote()  # wait() then returns and the loop restarts
-                return
-            await asyncio.sleep(policy.startup_interval_s)
+        if not await until_healthy(client, url, policy, ready_timeout_s, self.replica.headers):
+            self.last_error = f"not healthy within {ready_timeout_s}s"
+            logger.error("replica %s %s; restarting it", self.replica.replica_id, url)
+            await self._actor.stop.remote()  # wait() then returns and the loop restarts
+            return
         self._set_healthy(True)
         await watch(
             client, url, policy, self.replica.replica_id, self._set_healthy, self.replica.headers
