@@ -72,6 +72,28 @@ def probe_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(trust_env=False, follow_redirects=False)
 
 
+class Probes:
+    """A supervisor's probe client: opened when it starts, closed when it stops."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError(f"{self.owner} is not started")
+        return self._client
+
+    def open(self) -> None:
+        self._client = probe_client()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
 async def until_healthy(
     client: httpx.AsyncClient,
     url: str,

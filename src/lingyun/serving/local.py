@@ -23,11 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
-
 from lingyun.serving import process, replica_auth
 from lingyun.serving.autoscale import ScalingTimings
-from lingyun.serving.health import HealthPolicy, probe_client, until_healthy, watch
+from lingyun.serving.health import HealthPolicy, Probes, until_healthy, watch
 from lingyun.serving.pool import PooledSupervisor, Runner
 from lingyun.serving.ports import PortAllocator
 from lingyun.serving.replica import Replica
@@ -193,7 +191,7 @@ class _Runner:
         self, proc: asyncio.subprocess.Process, spec: ProcessSpec, port: int
     ) -> None:
         policy = self._sup.policy
-        client = self._sup.client
+        client = self._sup.probes.client
         url = f"http://{self._sup.host}:{port}{spec.health_path}"
         ready = until_healthy(client, url, policy, spec.ready_timeout_s, self.replica.headers)
         if not await ready:
@@ -231,21 +229,13 @@ class LocalSupervisor(PooledSupervisor):
         self.policy = policy or HealthPolicy()
         self.host = host
         self.ports = PortAllocator(host)
-        self._client: httpx.AsyncClient | None = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise RuntimeError("LocalSupervisor is not started")
-        return self._client
+        self.probes = Probes("LocalSupervisor")
 
     async def _open(self) -> None:
-        self._client = probe_client()
+        self.probes.open()
 
     async def _close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.probes.close()
 
     def _new_runner(self, dep: DeploymentConfig, engine: ProcessEngine, n: int) -> Runner:
         return _Runner(self, dep, engine, n)

@@ -29,11 +29,9 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from lingyun.serving import replica_auth
 from lingyun.serving.autoscale import ScalingTimings
-from lingyun.serving.health import HealthPolicy, probe_client, until_healthy, watch
+from lingyun.serving.health import HealthPolicy, Probes, until_healthy, watch
 from lingyun.serving.pool import PooledSupervisor, Runner
 from lingyun.serving.replica import Replica
 from lingyun.serving.supervisor import ReplicaState, ReplicaStatus
@@ -221,7 +219,7 @@ class _RayRunner:
         return code
 
     async def _watch_health(self, url: str, ready_timeout_s: float) -> None:
-        policy, client = self._sup.policy, self._sup.client
+        policy, client = self._sup.policy, self._sup.probes.client
         if not await until_healthy(client, url, policy, ready_timeout_s, self.replica.headers):
             self.last_error = f"not healthy within {ready_timeout_s}s"
             logger.error("replica %s %s; restarting it", self.replica.replica_id, url)
@@ -255,13 +253,7 @@ class RaySupervisor(PooledSupervisor):
         self.policy = policy or HealthPolicy()
         self.instance = instance or f"lingyun-{secrets.token_hex(3)}"
         self.ray: Any = None
-        self._client: httpx.AsyncClient | None = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise RuntimeError("RaySupervisor is not started")
-        return self._client
+        self.probes = Probes("RaySupervisor")
 
     async def _open(self) -> None:
         try:
@@ -278,12 +270,10 @@ class RaySupervisor(PooledSupervisor):
             logging_level=logging.WARNING,
         )
         logger.info("connected to the Ray cluster at %s", self.address)
-        self._client = probe_client()
+        self.probes.open()
 
     async def _close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.probes.close()
         if self.ray is not None:
             await asyncio.to_thread(self.ray.shutdown)
 
