@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING
 from lingyun.serving import process, replica_auth
 from lingyun.serving.autoscale import ScalingTimings
 from lingyun.serving.health import HealthPolicy, Probes, until_healthy, watch
-from lingyun.serving.pool import PooledSupervisor, Runner
+from lingyun.serving.pool import PooledSupervisor, Runner, RunnerBase
 from lingyun.serving.ports import PortAllocator
-from lingyun.serving.replica import Replica
 from lingyun.serving.supervisor import ReplicaState, ReplicaStatus
 
 if TYPE_CHECKING:
@@ -45,31 +44,17 @@ def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-class _Runner:
+class _Runner(RunnerBase):
     """Keeps one replica process alive until ``stop()``."""
 
     def __init__(self, sup: LocalSupervisor, dep: DeploymentConfig, engine: ProcessEngine, n: int):
+        super().__init__(dep, n)
         self._sup = sup
         self._dep = dep
         self._engine = engine
-        self.replica = Replica(
-            deployment=dep.name,
-            replica_id=f"{dep.name}-{n}",
-            base_url="",
-            model_id=dep.name,
-            max_inflight=dep.max_inflight,
-        )
         self.log_path = sup.data_dir / "logs" / f"{_file_name(dep.name)}-{n}.log"
-        self.state = ReplicaState.STARTING
-        self.restarts = 0
-        self.backoff_s = 0.0
-        self.last_exit_code: int | None = None
-        self.last_error: str | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._healthy_since: float | None = None
-        self._stopping = False
-        # Set by the pool on scale-down: out of routing for good, whatever probes say.
-        self.draining = False
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=self.replica.replica_id
         )
@@ -79,18 +64,7 @@ class _Runner:
         return self._proc.pid if self._proc is not None else None
 
     def status(self) -> ReplicaStatus:
-        return ReplicaStatus(
-            replica_id=self.replica.replica_id,
-            state=self.state,
-            healthy=self.replica.healthy,
-            base_url=self.replica.base_url,
-            pid=self.pid,
-            restarts=self.restarts,
-            backoff_s=self.backoff_s,
-            last_exit_code=self.last_exit_code,
-            last_error=self.last_error,
-            log_path=str(self.log_path),
-        )
+        return self._status(self.pid, str(self.log_path))
 
     async def stop(self) -> None:
         self._stopping = True

@@ -50,6 +50,44 @@ class Runner(Protocol):
     async def stop(self) -> None: ...
 
 
+class RunnerBase:
+    """What every runner keeps about its replica; subclasses start and watch it."""
+
+    def __init__(self, dep: DeploymentConfig, n: int) -> None:
+        self.replica = Replica(
+            deployment=dep.name,
+            replica_id=f"{dep.name}-{n}",
+            base_url="",
+            model_id=dep.name,
+            max_inflight=dep.max_inflight,
+        )
+        self.state = ReplicaState.STARTING
+        # Set by the pool on scale-down: out of routing for good, whatever probes say.
+        self.draining = False
+        self.restarts = 0
+        self.backoff_s = 0.0
+        self.last_exit_code: int | None = None
+        self.last_error: str | None = None
+        self._stopping = False
+
+    def _status(
+        self, pid: int | None, log_path: str | None, node_id: str | None = None
+    ) -> ReplicaStatus:
+        return ReplicaStatus(
+            replica_id=self.replica.replica_id,
+            state=self.state,
+            healthy=self.replica.healthy,
+            base_url=self.replica.base_url,
+            pid=pid,
+            restarts=self.restarts,
+            backoff_s=self.backoff_s,
+            last_exit_code=self.last_exit_code,
+            last_error=self.last_error,
+            log_path=log_path,
+            node_id=node_id,
+        )
+
+
 def is_process_engine(engine: object) -> TypeGuard[ProcessEngine]:
     return callable(getattr(engine, "process", None))
 

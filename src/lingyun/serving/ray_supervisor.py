@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Any
 from lingyun.serving import replica_auth
 from lingyun.serving.autoscale import ScalingTimings
 from lingyun.serving.health import HealthPolicy, Probes, until_healthy, watch
-from lingyun.serving.pool import PooledSupervisor, Runner
-from lingyun.serving.replica import Replica
+from lingyun.serving.pool import PooledSupervisor, Runner, RunnerBase
 from lingyun.serving.supervisor import ReplicaState, ReplicaStatus
 
 if TYPE_CHECKING:
@@ -72,45 +71,22 @@ def bundle_of(options: Mapping[str, Any]) -> dict[str, float]:
     return {k: v for k, v in bundle.items() if v > 0}
 
 
-class _RayRunner:
+class _RayRunner(RunnerBase):
     """Keeps one actor-backed replica alive until ``stop()``."""
 
     def __init__(self, sup: RaySupervisor, dep: DeploymentConfig, n: int) -> None:
+        super().__init__(dep, n)
         self._sup = sup
         self._dep = dep
-        self.replica = Replica(
-            deployment=dep.name,
-            replica_id=f"{dep.name}-{n}",
-            base_url="",
-            model_id=dep.name,
-            max_inflight=dep.max_inflight,
-        )
         self.actor_name = f"{sup.instance}/{dep.name}/{n}"
-        self.state = ReplicaState.STARTING
-        self.draining = False
-        self.restarts = 0
-        self.backoff_s = 0.0
-        self.last_exit_code: int | None = None
-        self.last_error: str | None = None
         self.info: dict[str, Any] = {}
         self._actor: Any = None
         self._pg: Any = None
-        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.actor_name)
 
     def status(self) -> ReplicaStatus:
-        return ReplicaStatus(
-            replica_id=self.replica.replica_id,
-            state=self.state,
-            healthy=self.replica.healthy,
-            base_url=self.replica.base_url,
-            pid=self.info.get("pid"),
-            restarts=self.restarts,
-            backoff_s=self.backoff_s,
-            last_exit_code=self.last_exit_code,
-            last_error=self.last_error,
-            log_path=self.info.get("log_path"),
-            node_id=self.info.get("node_id"),
+        return self._status(
+            self.info.get("pid"), self.info.get("log_path"), self.info.get("node_id")
         )
 
     async def stop(self) -> None:
