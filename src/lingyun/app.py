@@ -11,10 +11,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from lingyun import __version__, console
+from lingyun import __version__
 from lingyun.admission import AdmissionControl
-from lingyun.api.admin import router as admin_router
-from lingyun.api.errors import install_error_handlers
+from lingyun.api.admin.router import router as admin_router
 from lingyun.api.health import router as health_router
 from lingyun.api.openai.batches.router import router as batches_router
 from lingyun.api.openai.files.router import router as files_router
@@ -22,6 +21,7 @@ from lingyun.api.openai.routes import router as openai_router
 from lingyun.api.openai.usage import router as usage_router
 from lingyun.batch.app import BatchPlane
 from lingyun.config import Settings
+from lingyun.console import mount as console
 from lingyun.gateway.admit import Admission, AdmissionChain
 from lingyun.gateway.authenticate import Authenticator
 from lingyun.gateway.failover import RetryBudget
@@ -36,6 +36,7 @@ from lingyun.metering.journal import Journal
 from lingyun.metering.pricing import PriceBook
 from lingyun.metering.usage_writer import UsageWriter
 from lingyun.observability import setup as observability
+from lingyun.protocol.errors import install_error_handlers
 from lingyun.serving.adapters import AdapterStore, attach
 from lingyun.serving.channels import ChannelRegistry
 from lingyun.serving.channels.keeper import ChannelKeeper

@@ -22,6 +22,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lingyun.engines.registry import ENGINES
+from lingyun.engines.upstream.outbound import check_base_url, check_key_env
+
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -132,8 +135,6 @@ class DeploymentConfig(BaseModel):
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, value: str) -> str:
-        from lingyun.engines.registry import ENGINES
-
         if value not in ENGINES:
             raise ValueError(f"unknown engine {value!r}; choose one of {sorted(ENGINES)}")
         return value
@@ -142,15 +143,11 @@ class DeploymentConfig(BaseModel):
     @field_validator("api_key_env")
     @classmethod
     def _allowed_key_env(cls, value: str | None, info: ValidationInfo) -> str | None:
-        from lingyun.engines.upstream.outbound import check_key_env
-
         return None if value is None else _named(info, check_key_env, value)
 
     @field_validator("base_url")
     @classmethod
     def _safe_base_url(cls, value: str | None, info: ValidationInfo) -> str | None:
-        from lingyun.engines.upstream.outbound import check_base_url
-
         return None if value is None else _named(info, check_base_url, value)
 
 

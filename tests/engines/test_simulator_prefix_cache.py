@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from lingyun.api.openai.protocol import ChatMessage
 from lingyun.engines.worker import simulator_backend
 from lingyun.engines.worker.backend import SamplingParams
 from lingyun.engines.worker.prefix_cache import PrefixCache, block_hashes
 from lingyun.engines.worker.simulator_backend import SimulatorBackend
+from lingyun.protocol.wire import ChatMessage
 from tests.engines.worker_process import WorkerProcess
 
 

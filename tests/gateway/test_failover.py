@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any, cast
 
 import openai
 import pytest
@@ -82,6 +82,8 @@ def failover(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LingyunServer
                 {"name": "ernie-also-down", "engine": "openai-compatible", "provider": "qianfan",
                  "base_url": qianfan + "/v2", "model": "ernie-4.0-8k"},
                 {"name": "sim", "engine": "simulator", "replicas": 2, "args": {"itl_ms": 2}},
+                # max_inflight makes the queue count what is in flight (health's "active").
+                {"name": "sim-kill", "engine": "simulator", "replicas": 2, "max_inflight": 8},
             ],
             env={"QIANFAN_API_KEY": STANDIN_KEY},
             extra_config={"retry_budget_ratio": 0.1, "retry_budget_min_per_s": 0.0},
@@ -119,11 +121,24 @@ def test_fallbacks_are_bounded_by_the_retry_budget(failover: LingyunServer) -> N
     client.close()
 
 
+def _replica(server: LingyunServer, deployment: str, replica_id: str) -> dict[str, Any]:
+    (dep,) = [d for d in server.health()["deployments"] if d["name"] == deployment]
+    (state,) = [r for r in dep["replica_states"] if r["id"] == replica_id]
+    return cast(dict[str, Any], state)
+
+
 def test_replica_killed_mid_load_is_retried_elsewhere(failover: LingyunServer) -> None:
     key = failover.create_key("kill")
-    health = failover.health()
-    (sim,) = [d for d in health["deployments"] if d["name"] == "sim"]
-    victim = sim["replica_states"][0]["pid"]
+    (dep,) = [d for d in failover.health()["deployments"] if d["name"] == "sim-kill"]
+    victim = dep["replica_states"][0]
+    log = failover.data_dir / "serve.log"
+    log_before = log.stat().st_size
+    # Half the slots (2 x max_inflight): every request is on a replica at once, and the
+    # survivor has room for the victim's.
+    n = 8
+
+    def active() -> int:
+        return int(failover.health()["queue"]["deployments"]["sim-kill"]["active"])
 
     async def load() -> list[int]:
         async with openai.AsyncOpenAI(
@@ -132,18 +147,34 @@ def test_replica_killed_mid_load_is_retried_elsewhere(failover: LingyunServer) -
 
             async def one() -> int:
                 try:
-                    await client.chat.completions.create(model="sim", messages=MSG, max_tokens=40)  # type: ignore[arg-type]
+                    await client.chat.completions.create(
+                        model="sim-kill", messages=MSG,  # type: ignore[arg-type]
+                        extra_body={"sim_ttft_ms": 1500},  # still generating when the kill lands
+                    )  # fmt: skip
                     return 200
                 except openai.APIStatusError as exc:
                     return exc.status_code
 
-            return await asyncio.gather(*(one() for _ in range(120)))
+            tasks = [asyncio.create_task(one()) for _ in range(n)]
+            # Kill once every request holds a slot: about half are on the victim, none has
+            # an answer yet. (The bound only stops a hang.)
+            async with asyncio.timeout(60):
+                while await asyncio.to_thread(active) < n:  # noqa: ASYNC110 (another process)
+                    await asyncio.sleep(0.02)
+            os.kill(victim["pid"], signal.SIGKILL)
+            return list(await asyncio.gather(*tasks))
 
-    killer = threading.Timer(0.3, os.kill, (victim, signal.SIGKILL))
-    killer.start()
-    started = time.monotonic()
     codes = asyncio.run(load())
-    killer.join()
-    assert time.monotonic() - started < 60
-    assert codes.count(200) == len(codes), {c: codes.count(c) for c in set(codes)}
-    failover.wait_healthy(["sim"])
+    assert codes == [200] * n, {c: codes.count(c) for c in set(codes)}
+    # They all succeeded *because* the victim's were moved: the gateway says so.
+    with log.open("rb") as f:
+        f.seek(log_before)
+        since = f.read().decode(errors="replace")
+    assert f"replica {victim['id']} unreachable; retrying elsewhere" in since, since[-3000:]
+    # The supervisor restarts the victim: wait for that state (the bound only stops a hang).
+    deadline = time.monotonic() + 120
+    while (state := _replica(failover, "sim-kill", victim["id"]))["restarts"] <= victim[
+        "restarts"
+    ] or state["state"] != "healthy":
+        assert state["state"] != "failed" and time.monotonic() < deadline, state
+        time.sleep(0.1)

@@ -49,11 +49,18 @@ def test_deploy_rejects_bad_declarations(served: Served) -> None:
         check=False,
     )
     assert clash.returncode == 1 and "config file" in clash.stderr
-    # ...and without it, the server ignores the shadowing entry and keeps serving.
+    # ...and without it, the server ignores the shadowing entry and keeps serving its own.
     served.server.cli("deploy", "sim", "--engine", "simulator", "--arg", "output_tokens=1")
+    # A witness stored after it: once the witness serves, the server has read the stored
+    # deployments since the shadowing entry was written (a state, not a poll interval).
+    served.server.cli("deploy", "sim-witness", "--engine", "simulator")
     try:
-        time.sleep(6)  # past the server's poll for stored deployments
-        resp = served.client.chat.completions.create(model="sim", messages=MSG, max_tokens=5)  # type: ignore[arg-type]
-        assert resp.usage is not None and resp.usage.completion_tokens == 5
+        served.server.wait_healthy(["sim-witness"], timeout_s=60)
+        (sim,) = [d for d in served.server.health()["deployments"] if d["name"] == "sim"]
+        assert sim["replicas"] == 2  # the config file's two, not the stored one
+        resp = served.client.chat.completions.create(model="sim", messages=MSG)  # type: ignore[arg-type]
+        # The config's simulator answers 16 tokens when unbounded; the shadow would answer 1.
+        assert resp.usage is not None and resp.usage.completion_tokens == 16
     finally:
         served.server.cli("undeploy", "sim")
+        served.server.cli("undeploy", "sim-witness")

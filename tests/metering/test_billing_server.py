@@ -76,7 +76,12 @@ def test_balance_for_ten_admits_exactly_ten_of_fifty(
         assert codes.count(200) == 10 and codes.count(429) == 40
         bal = server.cli_json("balance", "--tenant", "tight")
         assert Decimal(bal["balance"]) == 0 and Decimal(bal["reserved"]) == 0
-        assert bal["balance"] == bal["ledger_sum"] or Decimal(bal["ledger_sum"]) == 0
+        # The balance is derived from the ledger, which holds the top-up and one entry per
+        # answered request at exactly its price (not just some entries that sum to zero).
+        assert Decimal(bal["ledger_sum"]) == Decimal(bal["balance"])
+        entries = _db_query(fresh_database_url, select(LedgerEntry.kind, LedgerEntry.amount))
+        amounts = sorted((str(kind), Decimal(str(amount))) for kind, amount in entries)
+        assert amounts == [("topup", Decimal("0.1"))] + [("usage", Decimal("-0.01"))] * 10
     finally:
         server.stop()
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lingyun.admission.buckets import LocalLimiter
-from lingyun.admission.capacity import FairQueue, ReplicaSource
+from lingyun.admission.capacity import FairQueue
 from lingyun.admission.limits import Limiter, RuleSet
 from lingyun.admission.policy import RateLimitPolicy
 from lingyun.admission.rules import LimitService, RuleCache
 from lingyun.config import Settings
+from lingyun.serving.replica import ReplicaSource
 from lingyun.store.db import Database
 
 __all__ = ["AdmissionControl"]

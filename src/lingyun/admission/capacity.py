@@ -26,21 +26,16 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from lingyun.admission.policy import estimate_prompt_tokens
 from lingyun.admission.vtc import FcfsScheduler, Scheduler, VtcScheduler
 from lingyun.errors import ServiceUnavailableError
 from lingyun.gateway.context import RequestContext
-from lingyun.serving.replica import Replica
+from lingyun.serving.replica import ReplicaSource
 
 logger = logging.getLogger(__name__)
-
-
-class ReplicaSource(Protocol):
-    def replicas(self, deployment: str) -> Sequence[Replica]: ...
 
 
 @dataclass(eq=False)
@@ -105,7 +100,6 @@ class _Held:
 
 @dataclass
 class QueueStats:
-    admitted: int = 0
     queued: int = 0
     timed_out: int = 0
 
@@ -252,7 +246,6 @@ class FairQueue:
 
     def _start(self, lane: _Lane, ctx: RequestContext, tenant: str, weight: float) -> None:
         lane.active += 1
-        self.stats.admitted += 1
         if ctx.body_bytes > 0:
             prompt = max(1, round(ctx.body_bytes / lane.bytes_per_token))
         else:

@@ -20,9 +20,9 @@ from typing import Any
 from starlette.requests import Request
 
 from lingyun.admission.capacity import FairQueue
-from lingyun.api.openai.protocol import parse_request
 from lingyun.errors import LingyunError, RateLimitError, ServiceUnavailableError
 from lingyun.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint, Gateway, _context
+from lingyun.protocol.wire import parse_request
 from lingyun.tenancy.service import KeyInfo
 
 logger = logging.getLogger(__name__)

@@ -39,12 +39,9 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from lingyun.engines.base import ProcessSpec
-
-if TYPE_CHECKING:
-    from lingyun.config import DeploymentConfig
+from lingyun.engines.base import Deployment, ProcessSpec, env_arg, ready_timeout_arg
 
 INSTALL_HINT = "pip install 'lingyun[llamacpp]'"
 # Modules the server needs: llama_cpp itself and the [server] extra.
@@ -125,12 +122,14 @@ class LlamaCppEngine:
 
     name = "llamacpp"
 
-    def process(self, dep: DeploymentConfig, host: str, port: int) -> ProcessSpec:
+    def process(self, dep: Deployment, host: str, port: int) -> ProcessSpec:
         model = _model_path(dep)
         _check_installed()
         args = dict(dep.args)
-        env = _env(dep.name, args.pop("env", None))
-        ready_timeout_s = _ready_timeout(dep.name, args.pop("ready_timeout_s", None))
+        env = env_arg(dep.name, args.pop("env", None))
+        ready_timeout_s = ready_timeout_arg(
+            dep.name, args.pop("ready_timeout_s", None), DEFAULT_READY_TIMEOUT_S
+        )
         argv = [
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(model),
@@ -205,7 +204,7 @@ _KIND_WORDS: dict[_Kind, str] = {
 }
 
 
-def _model_path(dep: DeploymentConfig) -> Path:
+def _model_path(dep: Deployment) -> Path:
     """The absolute path of the deployment's GGUF file: replicas may run in another cwd."""
     if not dep.model:
         raise ValueError(
@@ -219,22 +218,6 @@ def _model_path(dep: DeploymentConfig) -> Path:
     if not path.is_file():
         raise ValueError(f"deployment {dep.name!r}: GGUF file {dep.model!r} does not exist")
     return path.resolve()
-
-
-def _env(deployment: str, value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"deployment {deployment!r}: args.env must be a mapping of strings")
-    return {str(k): str(v) for k, v in value.items()}
-
-
-def _ready_timeout(deployment: str, value: object) -> float:
-    if value is None:
-        return DEFAULT_READY_TIMEOUT_S
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"deployment {deployment!r}: args.ready_timeout_s must be > 0 seconds")
-    return float(value)
 
 
 def _check_installed() -> None:

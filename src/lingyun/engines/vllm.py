@@ -26,11 +26,9 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from lingyun.config import DeploymentConfig
-    from lingyun.engines.base import ProcessSpec
+from lingyun.engines.base import Deployment, ProcessSpec, env_arg, ready_timeout_arg
 
 DEFAULT_VENV = ".venv-vllm"
 VENV_ENV_VAR = "LINGYUN_VLLM_VENV"
@@ -45,7 +43,7 @@ _LINGYUN_KEYS = ("venv", "env", "ready_timeout_s")
 class VllmEngine:
     name = "vllm"
 
-    def process(self, dep: DeploymentConfig, host: str, port: int) -> ProcessSpec:
+    def process(self, dep: Deployment, host: str, port: int) -> ProcessSpec:
         # Imported here, not at the top: the registry imports this module while it loads.
         from lingyun.engines.base import ProcessSpec
 
@@ -56,8 +54,10 @@ class VllmEngine:
             )
         args = dict(dep.args)
         venv = args.pop("venv", None) or os.environ.get(VENV_ENV_VAR) or DEFAULT_VENV
-        env = _env(dep.name, args.pop("env", None))
-        ready_timeout_s = _ready_timeout(dep.name, args.pop("ready_timeout_s", None))
+        env = env_arg(dep.name, args.pop("env", None))
+        ready_timeout_s = ready_timeout_arg(
+            dep.name, args.pop("ready_timeout_s", None), DEFAULT_READY_TIMEOUT_S
+        )
         argv = [
             str(Path(str(venv)) / "bin" / "vllm"), "serve", dep.model,
             "--host", host,
@@ -118,19 +118,3 @@ def _scalar(deployment: str, key: object, value: object) -> str:
         f"deployment {deployment!r}: args.{key} has a value of type "
         f"{type(value).__name__}; use a string, number, boolean, list or mapping"
     )
-
-
-def _env(deployment: str, value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"deployment {deployment!r}: args.env must be a mapping of strings")
-    return {str(k): str(v) for k, v in value.items()}
-
-
-def _ready_timeout(deployment: str, value: object) -> float:
-    if value is None:
-        return DEFAULT_READY_TIMEOUT_S
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"deployment {deployment!r}: args.ready_timeout_s must be > 0 seconds")
-    return float(value)

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
 
-from lingyun.engines.base import ProcessSpec
-
-if TYPE_CHECKING:
-    from lingyun.config import DeploymentConfig
+from lingyun.engines.base import Deployment, ProcessSpec
 
 
 class WorkerEngine:
     def __init__(self, backend: str) -> None:
         self.name = backend
 
-    def process(self, dep: DeploymentConfig, host: str, port: int) -> ProcessSpec:
+    def process(self, dep: Deployment, host: str, port: int) -> ProcessSpec:
         argv = [
             sys.executable, "-m", "lingyun.cli.worker",
             "--backend", self.name,

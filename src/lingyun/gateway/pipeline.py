@@ -20,13 +20,6 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from lingyun.api.openai.protocol import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
-    RerankRequest,
-    parse_request,
-)
 from lingyun.config import DeploymentConfig
 from lingyun.errors import (
     ClientDisconnectedError,
@@ -44,7 +37,14 @@ from lingyun.gateway.resolve import ModelCatalog
 from lingyun.gateway.route import RouterChain
 from lingyun.gateway.settle import Settler
 from lingyun.observability import hooks as obs
-from lingyun.serving.replica import Replica
+from lingyun.protocol.wire import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RerankRequest,
+    parse_request,
+)
+from lingyun.serving.replica import Replica, ReplicaSource
 
 if TYPE_CHECKING:
     from lingyun.serving.channels import ChannelRegistry
@@ -53,10 +53,6 @@ logger = logging.getLogger(__name__)
 
 MAX_CONNECT_ATTEMPTS = 3
 T = TypeVar("T")
-
-
-class ReplicaSource(Protocol):
-    def replicas(self, deployment: str) -> Sequence[Replica]: ...
 
 
 @runtime_checkable

@@ -13,13 +13,3 @@ class CapacityQueue(Protocol):
     async def acquire(self, ctx: RequestContext) -> None: ...
 
     def release(self, ctx: RequestContext) -> None: ...
-
-
-class NoQueue:
-    """Every request goes straight to routing; replicas absorb the load."""
-
-    async def acquire(self, ctx: RequestContext) -> None:
-        return None
-
-    def release(self, ctx: RequestContext) -> None:
-        return None

@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lingyun.serving import replica_auth
 from lingyun.serving.pool import PooledSupervisor
-from lingyun.serving.replica import Replica
+from lingyun.serving.replica import Replica, wait_healthy
 from lingyun.serving.supervisor import DeploymentStatus, ReplicaState, ReplicaStatus
 from lingyun.store.models import utcnow
 from lingyun.store.serving import ServingLeaseRow, ServingLoadRow, ServingReplicaRow
@@ -153,13 +153,7 @@ class Coordinator:
             self._waiting[name] -= 1
 
     async def wait_ready(self, name: str, timeout_s: float, min_healthy: int = 1) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while sum(1 for r in self.replicas(name) if r.healthy) < min_healthy:
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await wait_healthy(self, name, timeout_s, min_healthy)
 
     # -- the heartbeat ----------------------------------------------------------------------
 

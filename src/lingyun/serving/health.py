@@ -72,6 +72,46 @@ def probe_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(trust_env=False, follow_redirects=False)
 
 
+class Probes:
+    """A supervisor's probe client: opened when it starts, closed when it stops."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError(f"{self.owner} is not started")
+        return self._client
+
+    def open(self) -> None:
+        self._client = probe_client()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+async def until_healthy(
+    client: httpx.AsyncClient,
+    url: str,
+    policy: HealthPolicy,
+    timeout_s: float,
+    headers: Mapping[str, str] | None = None,
+) -> bool:
+    """Probe a starting replica every ``startup_interval_s`` until it answers 200; False if it
+    has not within ``timeout_s`` (the caller stops it and its supervisor restarts it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await probe(client, url, policy.probe_timeout_s, headers):
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(policy.startup_interval_s)
+    return True
+
+
 async def watch(
     client: httpx.AsyncClient,
     url: str,

@@ -23,14 +23,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
-
 from lingyun.serving import process, replica_auth
 from lingyun.serving.autoscale import ScalingTimings
-from lingyun.serving.health import HealthPolicy, probe, probe_client, watch
-from lingyun.serving.pool import PooledSupervisor, Runner
+from lingyun.serving.health import HealthPolicy, Probes, until_healthy, watch
+from lingyun.serving.pool import PooledSupervisor, Runner, RunnerBase
 from lingyun.serving.ports import PortAllocator
-from lingyun.serving.replica import Replica
 from lingyun.serving.supervisor import ReplicaState, ReplicaStatus
 
 if TYPE_CHECKING:
@@ -47,31 +44,17 @@ def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-class _Runner:
+class _Runner(RunnerBase):
     """Keeps one replica process alive until ``stop()``."""
 
     def __init__(self, sup: LocalSupervisor, dep: DeploymentConfig, engine: ProcessEngine, n: int):
+        super().__init__(dep, n)
         self._sup = sup
         self._dep = dep
         self._engine = engine
-        self.replica = Replica(
-            deployment=dep.name,
-            replica_id=f"{dep.name}-{n}",
-            base_url="",
-            model_id=dep.name,
-            max_inflight=dep.max_inflight,
-        )
         self.log_path = sup.data_dir / "logs" / f"{_file_name(dep.name)}-{n}.log"
-        self.state = ReplicaState.STARTING
-        self.restarts = 0
-        self.backoff_s = 0.0
-        self.last_exit_code: int | None = None
-        self.last_error: str | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._healthy_since: float | None = None
-        self._stopping = False
-        # Set by the pool on scale-down: out of routing for good, whatever probes say.
-        self.draining = False
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=self.replica.replica_id
         )
@@ -81,18 +64,7 @@ class _Runner:
         return self._proc.pid if self._proc is not None else None
 
     def status(self) -> ReplicaStatus:
-        return ReplicaStatus(
-            replica_id=self.replica.replica_id,
-            state=self.state,
-            healthy=self.replica.healthy,
-            base_url=self.replica.base_url,
-            pid=self.pid,
-            restarts=self.restarts,
-            backoff_s=self.backoff_s,
-            last_exit_code=self.last_exit_code,
-            last_error=self.last_error,
-            log_path=str(self.log_path),
-        )
+        return self._status(self.pid, str(self.log_path))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -193,20 +165,17 @@ class _Runner:
         self, proc: asyncio.subprocess.Process, spec: ProcessSpec, port: int
     ) -> None:
         policy = self._sup.policy
-        client = self._sup.client
+        client = self._sup.probes.client
         url = f"http://{self._sup.host}:{port}{spec.health_path}"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + spec.ready_timeout_s
-        while not await probe(client, url, policy.probe_timeout_s, self.replica.headers):
-            if loop.time() >= deadline:
-                self.last_error = f"not healthy within {spec.ready_timeout_s}s"
-                logger.error(
-                    "replica %s %s; restarting it (log: %s)",
-                    self.replica.replica_id, self.last_error, self.log_path,
-                )  # fmt: skip
-                await process.terminate(proc, policy.stop_grace_s)
-                return
-            await asyncio.sleep(policy.startup_interval_s)
+        ready = until_healthy(client, url, policy, spec.ready_timeout_s, self.replica.headers)
+        if not await ready:
+            self.last_error = f"not healthy within {spec.ready_timeout_s}s"
+            logger.error(
+                "replica %s %s; restarting it (log: %s)",
+                self.replica.replica_id, self.last_error, self.log_path,
+            )  # fmt: skip
+            await process.terminate(proc, policy.stop_grace_s)
+            return
         self._set_healthy(True)
         await watch(
             client, url, policy, self.replica.replica_id, self._set_healthy, self.replica.headers
@@ -234,21 +203,13 @@ class LocalSupervisor(PooledSupervisor):
         self.policy = policy or HealthPolicy()
         self.host = host
         self.ports = PortAllocator(host)
-        self._client: httpx.AsyncClient | None = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise RuntimeError("LocalSupervisor is not started")
-        return self._client
+        self.probes = Probes("LocalSupervisor")
 
     async def _open(self) -> None:
-        self._client = probe_client()
+        self.probes.open()
 
     async def _close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.probes.close()
 
     def _new_runner(self, dep: DeploymentConfig, engine: ProcessEngine, n: int) -> Runner:
         return _Runner(self, dep, engine, n)

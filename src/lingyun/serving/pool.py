@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol, TypeGuard
 
 from lingyun.engines.upstream.outbound import redact_url
 from lingyun.serving.autoscale import Autoscaler, ScalingTimings
-from lingyun.serving.replica import Replica
+from lingyun.serving.replica import Replica, wait_healthy
 from lingyun.serving.supervisor import DeploymentStatus, ReplicaState, ReplicaStatus
 
 if TYPE_CHECKING:
@@ -48,6 +48,44 @@ class Runner(Protocol):
     def status(self) -> ReplicaStatus: ...
 
     async def stop(self) -> None: ...
+
+
+class RunnerBase:
+    """What every runner keeps about its replica; subclasses start and watch it."""
+
+    def __init__(self, dep: DeploymentConfig, n: int) -> None:
+        self.replica = Replica(
+            deployment=dep.name,
+            replica_id=f"{dep.name}-{n}",
+            base_url="",
+            model_id=dep.name,
+            max_inflight=dep.max_inflight,
+        )
+        self.state = ReplicaState.STARTING
+        # Set by the pool on scale-down: out of routing for good, whatever probes say.
+        self.draining = False
+        self.restarts = 0
+        self.backoff_s = 0.0
+        self.last_exit_code: int | None = None
+        self.last_error: str | None = None
+        self._stopping = False
+
+    def _status(
+        self, pid: int | None, log_path: str | None, node_id: str | None = None
+    ) -> ReplicaStatus:
+        return ReplicaStatus(
+            replica_id=self.replica.replica_id,
+            state=self.state,
+            healthy=self.replica.healthy,
+            base_url=self.replica.base_url,
+            pid=pid,
+            restarts=self.restarts,
+            backoff_s=self.backoff_s,
+            last_exit_code=self.last_exit_code,
+            last_error=self.last_error,
+            log_path=log_path,
+            node_id=node_id,
+        )
 
 
 def is_process_engine(engine: object) -> TypeGuard[ProcessEngine]:
@@ -182,13 +220,7 @@ class PooledSupervisor:
     async def wait_ready(self, name: str, timeout_s: float, min_healthy: int = 1) -> bool:
         """Wait until ``name`` has ``min_healthy`` healthy replicas; False on timeout.
         For the CLI (``serve --wait``), the activator and tests."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while sum(1 for r in self.replicas(name) if r.healthy) < min_healthy:
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await wait_healthy(self, name, timeout_s, min_healthy)
 
     async def activate(self, name: str, timeout_s: float) -> bool:
         """The activator: a request waits for deployment ``name``. Scale it up from zero if it

@@ -29,13 +29,10 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from lingyun.serving import replica_auth
 from lingyun.serving.autoscale import ScalingTimings
-from lingyun.serving.health import HealthPolicy, probe, probe_client, watch
-from lingyun.serving.pool import PooledSupervisor, Runner
-from lingyun.serving.replica import Replica
+from lingyun.serving.health import HealthPolicy, Probes, until_healthy, watch
+from lingyun.serving.pool import PooledSupervisor, Runner, RunnerBase
 from lingyun.serving.supervisor import ReplicaState, ReplicaStatus
 
 if TYPE_CHECKING:
@@ -74,45 +71,22 @@ def bundle_of(options: Mapping[str, Any]) -> dict[str, float]:
     return {k: v for k, v in bundle.items() if v > 0}
 
 
-class _RayRunner:
+class _RayRunner(RunnerBase):
     """Keeps one actor-backed replica alive until ``stop()``."""
 
     def __init__(self, sup: RaySupervisor, dep: DeploymentConfig, n: int) -> None:
+        super().__init__(dep, n)
         self._sup = sup
         self._dep = dep
-        self.replica = Replica(
-            deployment=dep.name,
-            replica_id=f"{dep.name}-{n}",
-            base_url="",
-            model_id=dep.name,
-            max_inflight=dep.max_inflight,
-        )
         self.actor_name = f"{sup.instance}/{dep.name}/{n}"
-        self.state = ReplicaState.STARTING
-        self.draining = False
-        self.restarts = 0
-        self.backoff_s = 0.0
-        self.last_exit_code: int | None = None
-        self.last_error: str | None = None
         self.info: dict[str, Any] = {}
         self._actor: Any = None
         self._pg: Any = None
-        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.actor_name)
 
     def status(self) -> ReplicaStatus:
-        return ReplicaStatus(
-            replica_id=self.replica.replica_id,
-            state=self.state,
-            healthy=self.replica.healthy,
-            base_url=self.replica.base_url,
-            pid=self.info.get("pid"),
-            restarts=self.restarts,
-            backoff_s=self.backoff_s,
-            last_exit_code=self.last_exit_code,
-            last_error=self.last_error,
-            log_path=self.info.get("log_path"),
-            node_id=self.info.get("node_id"),
+        return self._status(
+            self.info.get("pid"), self.info.get("log_path"), self.info.get("node_id")
         )
 
     async def stop(self) -> None:
@@ -221,16 +195,12 @@ class _RayRunner:
         return code
 
     async def _watch_health(self, url: str, ready_timeout_s: float) -> None:
-        policy, client = self._sup.policy, self._sup.client
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ready_timeout_s
-        while not await probe(client, url, policy.probe_timeout_s, self.replica.headers):
-            if loop.time() >= deadline:
-                self.last_error = f"not healthy within {ready_timeout_s}s"
-                logger.error("replica %s %s; restarting it", self.replica.replica_id, url)
-                await self._actor.stop.remote()  # wait() then returns and the loop restarts
-                return
-            await asyncio.sleep(policy.startup_interval_s)
+        policy, client = self._sup.policy, self._sup.probes.client
+        if not await until_healthy(client, url, policy, ready_timeout_s, self.replica.headers):
+            self.last_error = f"not healthy within {ready_timeout_s}s"
+            logger.error("replica %s %s; restarting it", self.replica.replica_id, url)
+            await self._actor.stop.remote()  # wait() then returns and the loop restarts
+            return
         self._set_healthy(True)
         await watch(
             client, url, policy, self.replica.replica_id, self._set_healthy, self.replica.headers
@@ -259,13 +229,7 @@ class RaySupervisor(PooledSupervisor):
         self.policy = policy or HealthPolicy()
         self.instance = instance or f"lingyun-{secrets.token_hex(3)}"
         self.ray: Any = None
-        self._client: httpx.AsyncClient | None = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise RuntimeError("RaySupervisor is not started")
-        return self._client
+        self.probes = Probes("RaySupervisor")
 
     async def _open(self) -> None:
         try:
@@ -282,12 +246,10 @@ class RaySupervisor(PooledSupervisor):
             logging_level=logging.WARNING,
         )
         logger.info("connected to the Ray cluster at %s", self.address)
-        self._client = probe_client()
+        self.probes.open()
 
     async def _close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.probes.close()
         if self.ray is not None:
             await asyncio.to_thread(self.ray.shutdown)
 

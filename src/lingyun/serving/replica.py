@@ -9,9 +9,11 @@ end between two of its ticks.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from lingyun.engines.dialect import OPENAI_DIALECT, Dialect
 
@@ -39,3 +41,23 @@ class Replica:
         if name == "inflight":
             object.__setattr__(self, "last_used", time.monotonic())
         object.__setattr__(self, name, value)
+
+
+class ReplicaSource(Protocol):
+    """Where the gateway and the capacity queue look up a deployment's replicas (a supervisor)."""
+
+    def replicas(self, deployment: str) -> Sequence[Replica]: ...
+
+
+async def wait_healthy(
+    source: ReplicaSource, name: str, timeout_s: float, min_healthy: int = 1
+) -> bool:
+    """Wait until deployment ``name`` has ``min_healthy`` healthy replicas; False on timeout.
+    Health flips on replica objects without an event, so this looks every 50 ms."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while sum(1 for r in source.replicas(name) if r.healthy) < min_healthy:
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

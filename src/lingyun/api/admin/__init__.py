@@ -2,27 +2,6 @@
 
 Log in with ``POST /admin/v1/auth/login`` and send the token as a bearer token. What a
 caller may see and change is decided by :mod:`lingyun.tenancy.roles`.
+
+``router.py`` gathers every module's routes (the package itself imports none of them).
 """
-
-from __future__ import annotations
-
-from fastapi import APIRouter
-
-from lingyun.api.admin import (
-    audit,
-    auth,
-    billing,
-    channels,
-    grants,
-    keys,
-    limits,
-    operations,
-    tenants,
-    users,
-)
-
-router = APIRouter(prefix="/admin/v1")
-for _module in (auth, tenants, keys, users, grants, limits, audit, billing, operations, channels):
-    router.include_router(_module.router)
-
-__all__ = ["router"]

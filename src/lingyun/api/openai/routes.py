@@ -8,13 +8,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from lingyun.api.openai.protocol import (
+from lingyun.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, RERANK, Gateway
+from lingyun.protocol.wire import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
     RerankRequest,
 )
-from lingyun.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, RERANK, Gateway
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from lingyun.engines.base import Deployment, UpstreamSpec
 from lingyun.engines.upstream.base import ProviderDialect
 from lingyun.engines.upstream.openai import GenericDialect
 from lingyun.engines.upstream.outbound import check_base_url, check_key_env, redact_url
 from lingyun.engines.upstream.presets import PRESETS, ProviderPreset
-
-if TYPE_CHECKING:
-    from lingyun.config import DeploymentConfig
-    from lingyun.engines.base import UpstreamSpec
 
 
 class OpenAICompatibleEngine:
@@ -34,12 +30,7 @@ class OpenAICompatibleEngine:
         # None: read os.environ at each call (so keys set after start-up count).
         self._environ = environ
 
-    def upstream(self, dep: DeploymentConfig) -> UpstreamSpec:
-        # Imported here, not at module level: registry.py imports this package while it is
-        # itself being imported, so a top-level import would be circular when this package
-        # is imported first.
-        from lingyun.engines.base import UpstreamSpec
-
+    def upstream(self, dep: Deployment) -> UpstreamSpec:
         preset = self._preset(dep)
         if dep.base_url:
             base_url = _checked_url(dep.name, dep.base_url)
@@ -66,7 +57,7 @@ class OpenAICompatibleEngine:
         )
 
     @staticmethod
-    def _preset(dep: DeploymentConfig) -> ProviderPreset | None:
+    def _preset(dep: Deployment) -> ProviderPreset | None:
         if dep.provider is None:
             return None
         preset = PRESETS.get(dep.provider.lower())
@@ -78,7 +69,7 @@ class OpenAICompatibleEngine:
         return preset
 
     @staticmethod
-    def _model_id(dep: DeploymentConfig, preset: ProviderPreset | None) -> str:
+    def _model_id(dep: Deployment, preset: ProviderPreset | None) -> str:
         model = (dep.model or "").strip()
         if model:
             return model
@@ -90,7 +81,7 @@ class OpenAICompatibleEngine:
         # A bare server (vLLM --served-model-name) is often started under the public name.
         return dep.name
 
-    def _api_key(self, dep: DeploymentConfig, preset: ProviderPreset | None) -> str | None:
+    def _api_key(self, dep: Deployment, preset: ProviderPreset | None) -> str | None:
         env_name = dep.api_key_env or (preset.api_key_env if preset is not None else None)
         if dep.api_key_env:
             check_key_env(dep.api_key_env)  # a DeploymentConfig built without validation

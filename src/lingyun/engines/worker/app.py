@@ -26,14 +26,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from lingyun.api.errors import install_error_handlers
-from lingyun.api.openai.protocol import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
-    RerankRequest,
-    parse_request,
-)
 from lingyun.engines.worker import sse
 from lingyun.engines.worker.auth import RequireSecret
 from lingyun.engines.worker.backend import (
@@ -47,6 +39,14 @@ from lingyun.engines.worker.metrics import CONTENT_TYPE, exposition
 from lingyun.engines.worker.rerank import rerank
 from lingyun.engines.worker.usage_log import UsageLog
 from lingyun.errors import InvalidRequestError, LingyunError, NotFoundError
+from lingyun.protocol.errors import install_error_handlers
+from lingyun.protocol.wire import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RerankRequest,
+    parse_request,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from lingyun.api.openai.protocol import ChatMessage
+from lingyun.protocol.wire import ChatMessage
 
 # Backends by name, as "module:factory"; imported only when chosen, so torch stays lazy.
 BACKENDS: dict[str, str] = {

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lingyun.api.openai.protocol import ChatCompletionRequest, CompletionRequest
 from lingyun.engines.worker.backend import Delta, GenerationBackend, Prompt, SamplingParams
 from lingyun.errors import UnsupportedParameterError
+from lingyun.protocol.wire import ChatCompletionRequest, CompletionRequest
 
 logger = logging.getLogger(__name__)
 

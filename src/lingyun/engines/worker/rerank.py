@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from lingyun.api.openai.protocol import RerankRequest
 from lingyun.engines.worker.backend import EmbeddingBackend
+from lingyun.protocol.wire import RerankRequest
 
 SCORING = "cosine similarity of embedding-model vectors (a bi-encoder, not a cross-encoder)"
 

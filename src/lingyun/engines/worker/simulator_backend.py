@@ -38,10 +38,10 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-from lingyun.api.openai.protocol import ChatMessage
 from lingyun.engines.worker.backend import Delta, Embeddings, Prompt, SamplingParams, arg
 from lingyun.engines.worker.prefix_cache import DEFAULT_BLOCK_TOKENS, PrefixCache
 from lingyun.errors import InvalidRequestError, LingyunError
+from lingyun.protocol.wire import ChatMessage
 
 logger = logging.getLogger(__name__)
 

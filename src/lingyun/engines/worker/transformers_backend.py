@@ -20,11 +20,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
-from lingyun.api.openai.protocol import ChatMessage
 from lingyun.engines.worker.backend import Delta, Prompt, SamplingParams, arg
 from lingyun.engines.worker.detokenize import IncrementalDetokenizer
 from lingyun.engines.worker.lora import LoraAdapters
 from lingyun.errors import InvalidRequestError
+from lingyun.protocol.wire import ChatMessage
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Wire models of the OpenAI API, shared by the gateway (validation) and our worker servers.
+"""Wire models of the OpenAI API, shared by the API, the gateway (validation) and our workers.
 
 Requests allow unknown fields (``extra="allow"``) so engine-specific parameters pass through to
 engines that understand them; the fields named here are the ones Lingyun checks itself.
@@ -156,13 +156,6 @@ class RerankRequest(_Open):
         if any(not t.strip() for t in texts) or not self.query.strip():
             raise InvalidRequestError("query and documents must not be empty.", param="documents")
         return texts
-
-
-class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    prompt_tokens_details: dict[str, int] | None = None
 
 
 def _param(loc: tuple[int | str, ...]) -> str | None:
