@@ -50,6 +50,7 @@ def served(
     server.start(timeout_s=180)
     try:
         key = server.create_key("acme")
-        yield Served(server, key, server.client(key, max_retries=0))
+        with server.client(key, max_retries=0) as client:  # closed: no socket left to GC
+            yield Served(server, key, client)
     finally:
         server.stop()

@@ -331,19 +331,19 @@ class Coordinator:
         followed: dict[str, dict[str, Replica]] = {n: {} for n in names}
         for row in rows:
             secret = replica_auth.unseal(row.secret)
-            if row.secret is not None and secret is None:
-                self._warn_foreign(row.deployment, row.owner)
-                continue  # sealed with another cluster secret: it would refuse us
+            if row.secret is not None and secret is None:  # another group's: it would refuse us
+                if (row.deployment, row.owner) not in self._foreign:
+                    self._foreign.add((row.deployment, row.owner))
+                    logger.warning("replicas of %s are owned by gateway %s, whose %s differs"
+                                   " from ours; not routing to them", row.deployment, row.owner,
+                                   replica_auth.CLUSTER_SECRET_ENV)  # fmt: skip
+                continue
             old = self._followed.get(row.deployment, {}).get(row.replica_id)
             replica = old if old is not None and old.base_url == row.base_url else None
             if replica is None:
-                replica = Replica(
-                    deployment=row.deployment,
-                    replica_id=row.replica_id,
-                    base_url=row.base_url,
-                    model_id=row.model_id,
-                    max_inflight=row.max_inflight,
-                )
+                replica = Replica(deployment=row.deployment, replica_id=row.replica_id,
+                                  base_url=row.base_url, model_id=row.model_id,
+                                  max_inflight=row.max_inflight)  # fmt: skip
             replica.model_id = row.model_id
             replica.healthy = row.healthy
             replica.headers = replica_auth.auth_headers(secret) if secret else {}
@@ -354,15 +354,6 @@ class Coordinator:
                 if rid not in followed.get(name, {}):
                     replica.healthy = False
         self._followed = followed
-
-    def _warn_foreign(self, deployment: str, owner: str) -> None:
-        if (deployment, owner) not in self._foreign:
-            self._foreign.add((deployment, owner))
-            logger.warning(
-                "replicas of %s are owned by gateway %s, whose %s differs from ours; "
-                "not routing to them",
-                deployment, owner, replica_auth.CLUSTER_SECRET_ENV,
-            )  # fmt: skip
 
     async def _report_load(self) -> None:
         if not self._followed:
