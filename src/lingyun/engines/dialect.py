@@ -27,12 +27,12 @@ class Dialect:
         """Map a non-2xx response to our error tree, keeping the peer's message. A peer that
         refuses our credentials is the operator's fault (a replica secret or API key the
         gateway holds), never the client's: it is a 502, not the client's 401."""
-        message, code, param = _openai_error_fields(body)
         if status in (401, 403, 407):
             return UpstreamError(
                 f"The model backend refused the gateway's credentials (HTTP {status}).",
                 code="upstream_auth_failed",
             )
+        message, code, param = _openai_error_fields(body)
         cls = error_for_status(status)
         if status >= 500 or cls.status_code >= 500:
             message = f"The model backend failed: {message or f'HTTP {status}'}"

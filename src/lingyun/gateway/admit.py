@@ -23,17 +23,6 @@ class Admission(Protocol):
     async def release(self, ctx: RequestContext) -> None: ...
 
 
-class AdmitAll:
-    async def admit(self, ctx: RequestContext) -> None:
-        return None
-
-    def sent(self, ctx: RequestContext) -> None:
-        return None
-
-    async def release(self, ctx: RequestContext) -> None:
-        return None
-
-
 class AdmissionChain:
     """Several policies in order; a refusal releases those already passed."""
 

@@ -58,28 +58,21 @@ class BillingAdmission:
         else:
             ctx.pending_reservation = pending  # the first byte waits for it (pipeline.py)
 
-        def delivered() -> tuple[int, int]:
-            u = ctx.usage
-            if u.reported:
-                return u.prompt_tokens, u.completion_tokens
-            return estimate, ctx.streamed_pieces
-
         def progress() -> tuple[int, int]:
             if ctx.first_byte_at is None:
                 return 0, 0  # nothing reached the client: a crash now costs it nothing
-            return delivered()
+            return _delivered_counts(ctx)
 
         self.journal.track(ctx.request_id, progress)
         # each streamed chunk's counts reach the OS before the chunk reaches the client
-        ctx.token_hooks.append(lambda _: self.journal.delivered(ctx.request_id, delivered()))
+        ctx.token_hooks.append(lambda _: self.sent(ctx))
 
     def sent(self, ctx: RequestContext) -> None:
-        """A whole answer leaves: its usage goes to the delivery log first (a stream's does
-        chunk by chunk), so a crash before the settlement commits still charges it."""
+        """What reached the client so far goes to the delivery log before it is sent (a
+        stream's chunk by chunk, a whole answer as it leaves), so a crash before the
+        settlement commits still charges it."""
         if isinstance(ctx.hold, Hold):
-            finalize_usage(ctx)
-            self.journal.delivered(ctx.request_id, (ctx.usage.prompt_tokens,
-                                                    ctx.usage.completion_tokens))  # fmt: skip
+            self.journal.delivered(ctx.request_id, _delivered_counts(ctx))
 
     async def release(self, ctx: RequestContext) -> None:
         hold = ctx.hold
@@ -103,6 +96,14 @@ class BillingAdmission:
                 note=note,
             )
         )
+
+
+def _delivered_counts(ctx: RequestContext) -> tuple[int, int]:
+    """(prompt, completion) tokens delivered: the engine's report, else our own counts."""
+    u = ctx.usage
+    if u.reported:
+        return u.prompt_tokens, u.completion_tokens
+    return estimate_prompt_tokens(ctx), ctx.streamed_pieces
 
 
 def _delivered(ctx: RequestContext) -> bool:

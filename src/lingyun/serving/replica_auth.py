@@ -12,6 +12,7 @@ secret, so one leaked from a dead process opens nothing.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import secrets
@@ -48,8 +49,12 @@ def cluster_secret() -> str | None:
 
 def _fernet() -> Fernet | None:
     key = cluster_secret()
-    if key is None:
-        return None
+    return None if key is None else _fernet_of(key)
+
+
+@functools.lru_cache(maxsize=4)
+def _fernet_of(key: str) -> Fernet:
+    """Derived once per key: followers unseal every published row on every heartbeat."""
     digest = hashlib.sha256(b"lingyun replica secrets\0" + key.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 
