@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from tests.support.databases import fresh_sqlite
-from tests.support.load import LoadResult, TenantLoad, closed_loop, percentile
+from tests.support.load import LoadResult, TenantLoad, Window, closed_loop, percentile
 from tests.support.provision import new_key
 from tests.support.server import LingyunServer
 from tests.support.sim_worker import SimWorker, sim_worker
@@ -58,8 +58,7 @@ def _run(
                 server.base_url,
                 "sim",
                 loads,
-                warmup_s=args.warmup,
-                window_s=args.window,
+                window=Window(warmup=args.warmup, span=args.window),
                 max_tokens=args.max_tokens,
                 max_tokens_spread=args.spread,
                 busy_probe=active,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +28,7 @@ from lingyun.gateway.relay import Relay
 from lingyun.gateway.resolve import ModelCatalog
 from lingyun.gateway.route import RouterChain
 from lingyun.gateway.settle import Settler
+from lingyun.lifecycle import Lifecycle
 from lingyun.metering.admission import BillingAdmission
 from lingyun.metering.deliveries import DeliveryLog, delivery_path
 from lingyun.metering.journal import Journal
@@ -51,93 +50,16 @@ logger = logging.getLogger(__name__)
 
 # How often a running server picks up deployments added with `lingyun deploy`.
 DEPLOYMENT_POLL_S = 5.0
+# How often prices set with `lingyun price` are reloaded.
+PRICE_POLL_S = 1.0
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.resolved_database_url())
-        await db.migrate()
-        store = DeploymentStore(db)
-        deployments = attach(
-            merge(settings.deployments(), await store.list()), await AdapterStore(db).list()
-        )
-        tenancy = TenancyRuntime(db)  # grant cache + batched key last-used writes
-        await tenancy.start()
-        app.state.tenancy = tenancy
-        catalog = ModelCatalog(access=tenancy.access)
-        catalog.replace(deployments)
-        channels = ChannelRegistry()
-        channels.apply(deployments)
-        app.state.channels = channels
-        supervisor = make_supervisor(settings, db)  # local or Ray; one owner per deployment
-        writer = UsageWriter(db)
-        relay = Relay(timeout_s=settings.upstream_timeout_s)
-        # Rate limits first: a request refused for its rate reserves no money.
-        control = AdmissionControl.from_settings(settings, db, supervisor)
-        await control.start()
-        policies: list[Admission] = [control.policy]
-        journal: Journal | None = None
-        prices = PriceBook()
-        if settings.metering:
-            journal = Journal(
-                db,
-                owner=settings.instance_owner(),
-                deliveries=DeliveryLog(delivery_path(settings)),
-            )
-            await prices.load(db)
-            await journal.start()  # reconciles what our previous life left open
-            policies.append(BillingAdmission(journal, prices))
-        app.state.journal = journal
-        app.state.db = db
-        app.state.supervisor = supervisor
-        app.state.started_at = time.time()
-        app.state.gateway = Gateway(
-            authenticator=Authenticator(TenancyService(db).lookup_key, on_use=tenancy.key_used),
-            catalog=catalog,
-            admission=AdmissionChain(policies),
-            queue=control.queue,
-            router=RouterChain(),
-            relay=relay,
-            settler=Settler(writer),
-            replicas=supervisor,
-            max_body_bytes=settings.max_body_bytes,
-            retry_budget=RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min_per_s),
-            activation_timeout_s=settings.activation_timeout_s,
-            channels=channels,
-        )
-        writer.start()
-        await supervisor.start(deployments)
-        ops = await observability.start(app, settings, db, supervisor, catalog.deployments)
-        keeper = ChannelKeeper(channels, db)
-        keeper.start()
-        batch_plane = BatchPlane.build(settings, db, app.state.gateway)
-        app.state.files, app.state.batches = batch_plane.files, batch_plane.service
-        await batch_plane.start()  # after the journal reconciled: resumes interrupted batches
-        poller = asyncio.create_task(
-            _follow_deployments(settings, store, catalog, supervisor, channels)
-        )
-        price_poller = asyncio.create_task(_refresh(prices.load, db))
-        logger.info("serving %d deployment(s): %s", len(deployments), [d.name for d in deployments])
-        await console.start(app, db, settings.host, settings.port, [d.name for d in deployments])
-        try:
+        async with Lifecycle() as life:
+            await _start(app, settings, life)
             yield
-        finally:
-            await batch_plane.stop()
-            for task in (poller, price_poller):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await keeper.stop()
-            await ops.stop()
-            await supervisor.stop()
-            await relay.close()
-            await control.stop()
-            if journal is not None:
-                await journal.stop()
-            await writer.stop()
-            await tenancy.stop()
-            await db.close()
 
     # FastAPI's built-in telemetry reads the environment on every request (~6% of gateway CPU).
     app = FastAPI(
@@ -163,36 +85,106 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _refresh(load: Callable[[Database], Awaitable[None]], db: Database) -> None:
-    """Reload something small (prices) every second, so CLI changes apply at once."""
-    while True:
-        await asyncio.sleep(1.0)
-        try:
-            await load(db)
-        except Exception:
-            logger.exception("refresh failed; keeping the previous values")
+async def _start(app: FastAPI, settings: Settings, life: Lifecycle) -> None:
+    """Every part in dependency order; ``life`` stops them in reverse, whatever fails."""
+    db = Database(settings.resolved_database_url())
+    await life.start("database", db.migrate, db.close)
+    store = DeploymentStore(db)
+    deployments = attach(
+        merge(settings.deployments(), await store.list()), await AdapterStore(db).list()
+    )
+    tenancy = TenancyRuntime(db)  # grant cache + batched key last-used writes
+    await life.start("tenancy", tenancy.start, tenancy.stop)
+    app.state.tenancy = tenancy
+    catalog = ModelCatalog(access=tenancy.access)
+    catalog.replace(deployments)
+    channels = ChannelRegistry()
+    channels.apply(deployments)
+    app.state.channels = channels
+    supervisor = make_supervisor(settings, db)  # local or Ray; one owner per deployment
+    writer = UsageWriter(db)
+    await life.start("usage writer", _sync(writer.start), writer.stop)
+    relay = Relay(timeout_s=settings.upstream_timeout_s)
+    await life.start("relay", None, relay.close)
+    # Rate limits first: a request refused for its rate reserves no money.
+    control = AdmissionControl.from_settings(settings, db, supervisor)
+    await life.start("admission", control.start, control.stop)
+    policies: list[Admission] = [control.policy]
+    journal: Journal | None = None
+    prices = PriceBook()
+    if settings.metering:
+        journal = Journal(
+            db, owner=settings.instance_owner(), deliveries=DeliveryLog(delivery_path(settings))
+        )
+        await prices.load(db)
+        await life.start("journal", journal.start, journal.stop)  # reconciles our last life
+        policies.append(BillingAdmission(journal, prices))
+    app.state.journal = journal
+    app.state.db = db
+    app.state.supervisor = supervisor
+    app.state.started_at = time.time()
+    app.state.gateway = Gateway(
+        authenticator=Authenticator(TenancyService(db).lookup_key, on_use=tenancy.key_used),
+        catalog=catalog,
+        admission=AdmissionChain(policies),
+        queue=control.queue,
+        router=RouterChain(),
+        relay=relay,
+        settler=Settler(writer),
+        replicas=supervisor,
+        max_body_bytes=settings.max_body_bytes,
+        retry_budget=RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min_per_s),
+        activation_timeout_s=settings.activation_timeout_s,
+        channels=channels,
+    )
+    await life.start("supervisor", lambda: supervisor.start(deployments), supervisor.stop)
+    ops = await observability.start(app, settings, db, supervisor, catalog.deployments)
+    await life.start("observability", None, ops.stop)
+    keeper = ChannelKeeper(channels, db)
+    await life.start("channel keeper", _sync(keeper.start), keeper.stop)
+    batch_plane = BatchPlane.build(settings, db, app.state.gateway)
+    app.state.files, app.state.batches = batch_plane.files, batch_plane.service
+    # After the journal reconciled: resumes interrupted batches.
+    await life.start("batch plane", batch_plane.start, batch_plane.stop)
+    follow = DeploymentFollower(settings, store, catalog, supervisor, channels)
+    life.every("deployment follower", DEPLOYMENT_POLL_S, follow.step)
+    life.every("price refresh", PRICE_POLL_S, lambda: prices.load(db))
+    logger.info("serving %d deployment(s): %s", len(deployments), [d.name for d in deployments])
+    await console.start(app, db, settings.host, settings.port, [d.name for d in deployments])
 
 
-async def _follow_deployments(
-    settings: Settings,
-    store: DeploymentStore,
-    catalog: ModelCatalog,
-    sup: Supervisor,
-    channels: ChannelRegistry,
-) -> None:
-    current = catalog.deployments()
-    while True:
-        await asyncio.sleep(DEPLOYMENT_POLL_S)
-        try:
-            wanted = attach(
-                merge(settings.deployments(), await store.list()),
-                await AdapterStore(store.db).list(),
-            )
-            if wanted != current:
-                await sup.apply(wanted)
-                catalog.replace(wanted)
-                channels.apply(wanted)
-                current = wanted
-                logger.info("deployments changed: %s", [d.name for d in wanted])
-        except Exception:
-            logger.exception("could not apply stored deployments")
+def _sync(start: Callable[[], object]) -> Callable[[], Awaitable[None]]:
+    """A part whose start is a plain call (it only creates its tasks)."""
+
+    async def run() -> None:
+        start()
+
+    return run
+
+
+class DeploymentFollower:
+    """Applies deployments added or removed with ``lingyun deploy`` to a running server."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: DeploymentStore,
+        catalog: ModelCatalog,
+        sup: Supervisor,
+        channels: ChannelRegistry,
+    ) -> None:
+        self.settings, self.store, self.catalog = settings, store, catalog
+        self.sup, self.channels = sup, channels
+        self.current = catalog.deployments()
+
+    async def step(self) -> None:
+        wanted = attach(
+            merge(self.settings.deployments(), await self.store.list()),
+            await AdapterStore(self.store.db).list(),
+        )
+        if wanted != self.current:
+            await self.sup.apply(wanted)
+            self.catalog.replace(wanted)
+            self.channels.apply(wanted)
+            self.current = wanted
+            logger.info("deployments changed: %s", [d.name for d in wanted])

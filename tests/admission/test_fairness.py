@@ -19,7 +19,7 @@ import pytest
 
 from tests.admission.conftest import SimWorker, new_key, sim_worker
 from tests.support.databases import fresh_sqlite
-from tests.support.load import LoadResult, TenantLoad, closed_loop
+from tests.support.load import LoadResult, TenantLoad, Window, closed_loop
 from tests.support.server import LingyunServer
 
 pytestmark = pytest.mark.slow
@@ -56,8 +56,9 @@ def _run(server: LingyunServer, worker: SimWorker) -> LoadResult:
             server.base_url,
             "sim",
             [TenantLoad("a", a, 60), TenantLoad("b", b, 6)],
-            warmup_s=1.0,
-            window_s=10.0,  # long enough that whole requests at the edges are noise
+            # Counted in tokens, not seconds: a busy machine stretches the window, and
+            # 2,000 tokens (100 requests) make the requests cut at its edges noise.
+            window=Window(warmup=200, span=2000, unit="tokens"),
             max_tokens=20,
             busy_probe=active,
         )

@@ -30,7 +30,8 @@ def data_plane_models(tiny_model_dir: Path, engine_log: Path) -> list[dict[str, 
          "args": {"device": "cpu"}},
         {"name": "all-MiniLM-L6-v2", "engine": "embeddings", "model": "all-MiniLM-L6-v2"},
         {"name": "sim", "engine": "simulator", "replicas": 2},
-        {"name": "sim-slow", "engine": "simulator",
+        # max_inflight: its slots are counted in /health, where a test sees a request held.
+        {"name": "sim-slow", "engine": "simulator", "max_inflight": 64,
          "args": {"ttft_ms": 20, "itl_ms": 20, "usage_log": str(engine_log)}},
         {"name": "sim-crash", "engine": "simulator", "args": {"itl_ms": 10}},
     ]  # fmt: skip

@@ -42,6 +42,13 @@ async def ledger_sum(db: Database, tenant: str, kind: str = "usage") -> Decimal:
     return D(total or 0)
 
 
+async def checkpointed_output(db: Database, request_id: str) -> int | None:
+    async with db.session() as s:
+        return await s.scalar(
+            select(Reservation.completion_tokens).where(Reservation.request_id == request_id)
+        )
+
+
 async def test_reserve_worst_case_settle_actual(db: Database, funded_tenant: TenantFactory) -> None:
     tenant, project = await funded_tenant(D("0.025"))
     journal = Journal(db, owner=f"gw-{secrets.token_hex(3)}")
@@ -158,7 +165,9 @@ async def test_reconcile_charges_checkpointed_usage_once(
     h = hold(tenant, project, prompt=8, output=50)
     await crashed.reserve(h)
     crashed.track(h.request_id, lambda: (8, 7))
-    await asyncio.sleep(0.3)  # a checkpoint or more
+    async with asyncio.timeout(30):  # a checkpoint has the delivered counts in the database
+        while await checkpointed_output(db, h.request_id) != 7:  # noqa: ASYNC110 (the db)
+            await asyncio.sleep(0.02)
     for task in crashed._tasks:  # the process "dies": nothing is settled or drained
         task.cancel()
     restarted = Journal(db, owner=owner)

@@ -26,6 +26,7 @@ from tests.serving.ray_cluster import RAY_ENV, RayCluster
 from tests.support import replicas
 from tests.support.databases import fresh_sqlite
 from tests.support.server import LingyunServer
+from tests.support.tenancy import poll
 
 pytestmark = pytest.mark.slow
 MSG = [{"role": "user", "content": "hello"}]
@@ -115,7 +116,7 @@ def test_two_replicas_on_ray_keep_serving_through_an_actor_kill(ray_served: RayS
     for w in workers:
         w.start()
     try:
-        time.sleep(0.5)
+        poll(lambda: served[0] >= 5, timeout_s=60)  # load is flowing through both replicas
         os.kill(actor.pid, signal.SIGKILL)
         # Ray restarts the actor, the actor restarts the engine, the gateway routes to it again.
         ray_served.wait(
@@ -124,7 +125,8 @@ def test_two_replicas_on_ray_keep_serving_through_an_actor_kill(ray_served: RayS
                 d["healthy_replicas"] == 2 and any(r["restarts"] >= 1 for r in d["replica_states"])
             ),
         )
-        time.sleep(0.5)
+        after_restart = served[0]
+        poll(lambda: served[0] >= after_restart + 10, timeout_s=60)  # and keeps flowing
     finally:
         stop.set()
         for w in workers:
@@ -164,9 +166,7 @@ def test_replica_lands_on_the_node_with_its_resource(ray_served: RayServed) -> N
 
 def test_scale_from_zero_on_first_request_and_back_to_zero(ray_served: RayServed) -> None:
     assert ray_served.deployment("sim-zero")["replicas"] == 0
-    started = time.monotonic()
     assert chat(ray_served.client, "sim-zero")  # held by the activator while a replica starts
-    assert time.monotonic() - started < 30
     assert ray_served.deployment("sim-zero")["healthy_replicas"] == 1
     ray_served.wait("sim-zero", lambda d: d["replicas"] == 0, timeout_s=30)  # idle 3 s
 

@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 
 from lingyun.admission.limits import LimitRule, RuleSet, Scope
 from lingyun.errors import InvalidRequestError, NotFoundError
+from lingyun.lifecycle import supervised
 from lingyun.store.db import Database
 from lingyun.store.limits import RateLimitRow
 from lingyun.store.models import ApiKey, new_id, utcnow
@@ -164,7 +165,7 @@ class RuleCache:
 
     async def start(self) -> None:
         await self.load()
-        self._task = asyncio.create_task(self._follow(), name="rate-limit-rules")
+        self._task = supervised("rate-limit-rules", self._follow)
 
     async def stop(self) -> None:
         if self._task is not None:

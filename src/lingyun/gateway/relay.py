@@ -26,6 +26,7 @@ import aiohttp
 
 from lingyun.errors import LingyunError, UpstreamError, UpstreamTimeoutError
 from lingyun.gateway.context import RequestContext
+from lingyun.protocol import sse
 
 logger = logging.getLogger(__name__)
 
@@ -217,11 +218,14 @@ class Relay:
         out: list[bytes] = []
         finished = False
         try:
-            async for batch in _data_lines(resp.response):
-                for data in batch:
+            async for batch in sse.events(resp.response.content.iter_any()):
+                for upstream_event in batch:
+                    data = upstream_event.data
                     if data == b"[DONE]":
                         finished = True
                         break
+                    if upstream_event.type == b"error":
+                        raise _error_event(ctx, data)
                     event = _event(ctx, data, rename)
                     if event is not None:
                         out.append(event)
@@ -282,6 +286,17 @@ def _event(ctx: RequestContext, data: bytes, rename: _Renamer) -> bytes | None:
     return b"data: " + renamed + b"\n\n"
 
 
+def _error_event(ctx: RequestContext, data: bytes) -> LingyunError:
+    """An ``event: error``: the upstream's own error body when it has one."""
+    assert ctx.replica is not None
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        payload = None
+    err = ctx.replica.dialect.inband_error(payload) if isinstance(payload, dict) else None
+    return err or UpstreamError("The model backend sent an error event.")
+
+
 def _without_usage(raw: bytes, usage: Any) -> bytes | None:
     """The chunk's bytes with its trailing ``"usage":{...}`` set to null, when usage is
     the last field (as vLLM and our worker write it); None means re-encode instead."""
@@ -325,21 +340,6 @@ def _refuse_redirect(ctx: RequestContext, status: int) -> None:
         replica = ctx.replica.replica_id if ctx.replica is not None else "?"
         logger.warning("backend %s answered %s (a redirect); not following it", replica, status)
         raise UpstreamError("The model backend answered with a redirect, which is not followed.")
-
-
-async def _data_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
-    """The ``data:`` payloads of an SSE body, a list per network read (lines end in \\n,
-    \\r\\n or \\r, as httpx's ``aiter_lines`` splits them)."""
-    tail = b""
-    async for piece in resp.content.iter_any():
-        buf = tail + piece if tail else piece
-        lines = buf.splitlines()
-        tail = b"" if buf.endswith((b"\n", b"\r")) else lines.pop()
-        datas = [line[5:].strip() for line in lines if line.startswith(b"data:")]
-        if datas:
-            yield datas
-    if tail.startswith(b"data:"):
-        yield [tail[5:].strip()]
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from lingyun.errors import ServiceUnavailableError
+from lingyun.lifecycle import supervised
 from lingyun.metering.batch import BillingScopes, apply_reserves, apply_settles
 from lingyun.metering.deliveries import DeliveryLog
 from lingyun.metering.headroom import Headroom
@@ -144,14 +145,12 @@ class Journal:
         delivered = self.deliveries.replay() if self.deliveries is not None else {}
         await self.reconcile(owners=[self.owner], delivered=delivered)
         self._tasks = [
-            asyncio.create_task(self._commit_loop(), name="journal-commit"),
-            asyncio.create_task(self._housekeeping(), name="journal-housekeeping"),
+            supervised("journal-commit", self._commit_loop),
+            supervised("journal-housekeeping", self._housekeeping),
         ]
         if self.deliveries is not None:
             self.deliveries.clear()
-            self._tasks.append(
-                asyncio.create_task(self.deliveries.sync_forever(), name="journal-fsync")
-            )
+            self._tasks.append(supervised("journal-fsync", self.deliveries.sync_forever))
 
     async def drain(self) -> None:
         """Wait until everything queued so far is committed."""

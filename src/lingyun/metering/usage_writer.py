@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from lingyun.lifecycle import supervised
 from lingyun.store.db import Database
 from lingyun.store.models import UsageRecord
 
@@ -30,7 +31,7 @@ class UsageWriter:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="usage-writer")
+        self._task = supervised("usage-writer", self._run)
 
     def submit(self, row: dict[str, Any]) -> None:
         self._queue.put_nowait(row)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from lingyun.lifecycle import supervised
 from lingyun.serving import replica_auth
 from lingyun.serving.pool import PooledSupervisor
 from lingyun.serving.replica import Replica, wait_healthy
@@ -95,7 +96,7 @@ class Coordinator:
         await self.inner.start([])
         async with self._lock:
             await self._heartbeat()
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="coordinator")
+        self._task = supervised("coordinator", self._loop)
 
     async def apply(self, deployments: Sequence[DeploymentConfig]) -> None:
         self._set_desired(deployments)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 logger = logging.getLogger(__name__)
 
@@ -48,28 +48,35 @@ class HealthPolicy:
 
 
 async def probe(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     timeout_s: float,
     headers: Mapping[str, str] | None = None,
 ) -> bool:
     """True when ``url`` answers 200; any connection error or other status is False.
-    ``headers`` carry the replica's secret: replicas refuse requests without it."""
+    ``headers`` carry the replica's secret: replicas refuse requests without it. Redirects
+    are not followed (a replica has no reason to send one)."""
     try:
-        response = await client.get(url, timeout=timeout_s, headers=headers)
-    except httpx.HTTPError as exc:
+        async with client.get(
+            url,
+            headers=headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+        ) as response:
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
         logger.debug("health probe %s failed: %s", url, exc)
         return False
-    if response.status_code != 200:
-        logger.debug("health probe %s answered %s", url, response.status_code)
+    if status != 200:
+        logger.debug("health probe %s answered %s", url, status)
         return False
     return True
 
 
-def probe_client() -> httpx.AsyncClient:
-    """A client for probing local replicas; ignores proxy variables, which would otherwise
-    send 127.0.0.1 probes through a corporate proxy."""
-    return httpx.AsyncClient(trust_env=False, follow_redirects=False)
+def probe_client() -> aiohttp.ClientSession:
+    """A session for probing replicas, on the relay's HTTP stack; ignores proxy variables
+    (``trust_env`` off), which would otherwise send 127.0.0.1 probes through a proxy."""
+    return aiohttp.ClientSession(trust_env=False)
 
 
 class Probes:
@@ -77,10 +84,10 @@ class Probes:
 
     def __init__(self, owner: str) -> None:
         self.owner = owner
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
 
     @property
-    def client(self) -> httpx.AsyncClient:
+    def client(self) -> aiohttp.ClientSession:
         if self._client is None:
             raise RuntimeError(f"{self.owner} is not started")
         return self._client
@@ -90,12 +97,12 @@ class Probes:
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
 
 async def until_healthy(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     policy: HealthPolicy,
     timeout_s: float,
@@ -113,7 +120,7 @@ async def until_healthy(
 
 
 async def watch(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     policy: HealthPolicy,
     replica_id: str,

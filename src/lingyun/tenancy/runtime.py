@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from lingyun.lifecycle import supervised
 from lingyun.store.access import ModelGrant
 from lingyun.store.db import Database
 from lingyun.store.models import ApiKey, utcnow
@@ -37,8 +38,8 @@ class TenancyRuntime:
     async def start(self) -> None:
         await self.refresh_grants()
         self._tasks = [
-            asyncio.create_task(self._every(self._ttl, self.refresh_grants), name="grant-cache"),
-            asyncio.create_task(self._every(self._touch_every, self.flush_used), name="key-used"),
+            supervised("grant-cache", lambda: self._every(self._ttl, self.refresh_grants)),
+            supervised("key-used", lambda: self._every(self._touch_every, self.flush_used)),
         ]
 
     async def stop(self) -> None:

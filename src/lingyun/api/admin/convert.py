@@ -10,13 +10,11 @@ from lingyun.api.admin.schemas import (
     ModelGrantResponse,
     ProjectResponse,
     TenantResponse,
-    UsageRowResponse,
     UserResponse,
 )
 from lingyun.store.access import AuditEvent, ModelGrant, RoleBinding, User
 from lingyun.store.models import ApiKey, Project, Tenant
 from lingyun.tenancy.roles import Principal, Role
-from lingyun.tenancy.usage import UsageRow
 
 
 def tenant(t: Tenant) -> TenantResponse:
@@ -72,13 +70,4 @@ def audit(e: AuditEvent) -> AuditEventResponse:
         id=e.id, created_at=e.created_at, actor=e.actor, actor_user_id=e.actor_user_id,
         source=e.source, action=e.action, tenant_id=e.tenant_id, project_id=e.project_id,
         target_type=e.target_type, target_id=e.target_id, details=e.details,
-    )  # fmt: skip
-
-
-def usage(r: UsageRow) -> UsageRowResponse:
-    return UsageRowResponse(
-        date=r.date, model=r.model, project_id=r.project_id, project_name=r.project_name,
-        requests=r.requests, prompt_tokens=r.prompt_tokens,
-        completion_tokens=r.completion_tokens, cached_tokens=r.cached_tokens,
-        total_tokens=r.total_tokens,
     )  # fmt: skip

@@ -8,10 +8,10 @@ no value can fail in the database instead of in validation.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from fastapi import Path, Query
+from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from lingyun.tenancy.roles import Role
@@ -19,8 +19,6 @@ from lingyun.tenancy.roles import Role
 T = TypeVar("T")
 
 ID_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
-StartQuery = Annotated[date | None, Query(description="First UTC day (inclusive).")]
-EndQuery = Annotated[date | None, Query(description="Last UTC day (inclusive).")]
 IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=64)]
 Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -180,26 +178,6 @@ class AuditEventResponse(BaseModel):
     target_type: str
     target_id: str
     details: dict[str, Any]
-
-
-class UsageRowResponse(BaseModel):
-    date: date
-    model: str
-    project_id: str
-    project_name: str | None
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    total_tokens: int
-
-
-class UsageResponse(BaseModel):
-    object: Literal["usage"] = "usage"
-    tenant_id: str
-    start: date
-    end: date
-    data: list[UsageRowResponse]
 
 
 class ModelResponse(BaseModel):

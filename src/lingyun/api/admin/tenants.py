@@ -11,18 +11,15 @@ from fastapi import APIRouter
 from lingyun.api.admin import convert
 from lingyun.api.admin.deps import AdminCtx
 from lingyun.api.admin.schemas import (
-    EndQuery,
     IdPath,
     ListResponse,
     ProjectCreateRequest,
     ProjectResponse,
-    StartQuery,
     TenantCreateRequest,
     TenantResponse,
     TenantUpdateRequest,
-    UsageResponse,
 )
-from lingyun.tenancy.usage import default_window, usage_report
+from lingyun.api.usage import EndQuery, StartQuery, UsageResponse, usage_response
 
 router = APIRouter(tags=["admin: tenants"])
 
@@ -89,13 +86,7 @@ async def tenant_usage(
     end: EndQuery = None,
 ) -> UsageResponse:
     await ctx.visible_tenant(tenant_id)
-    lo, hi = default_window(start, end)
     p = ctx.principal
-    rows = [
-        r
-        for r in await usage_report(ctx.db, tenant_id, lo, hi)
-        if p.can_see_project(tenant_id, r.project_id)
-    ]
-    return UsageResponse(
-        tenant_id=tenant_id, start=lo, end=hi, data=[convert.usage(r) for r in rows]
+    return await usage_response(
+        ctx.db, tenant_id, start, end, lambda r: p.can_see_project(tenant_id, r.project_id)
     )

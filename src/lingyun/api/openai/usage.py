@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from lingyun.api.admin import convert
-from lingyun.api.admin.schemas import EndQuery, StartQuery, UsageResponse
+from lingyun.api.usage import EndQuery, StartQuery, UsageResponse, usage_response
 from lingyun.gateway.pipeline import Gateway
-from lingyun.tenancy.usage import default_window, usage_report
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -24,8 +22,4 @@ async def get_usage(
 ) -> UsageResponse:
     gateway: Gateway = request.app.state.gateway
     key = await gateway.authenticator.authenticate(request.headers.get("authorization"))
-    lo, hi = default_window(start, end)
-    rows = await usage_report(request.app.state.db, key.tenant_id, lo, hi)
-    return UsageResponse(
-        tenant_id=key.tenant_id, start=lo, end=hi, data=[convert.usage(r) for r in rows]
-    )
+    return await usage_response(request.app.state.db, key.tenant_id, start, end)

@@ -21,6 +21,7 @@ import aiohttp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lingyun.lifecycle import supervised
 from lingyun.serving.channels.breaker import ChannelState, Transition
 from lingyun.serving.channels.channels import Channel
 from lingyun.serving.channels.probe import probe
@@ -48,7 +49,7 @@ class ChannelKeeper:
 
     def start(self) -> None:
         self._session = aiohttp.ClientSession(trust_env=False)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="channel-keeper")
+        self._task = supervised("channel-keeper", self._run)
 
     async def stop(self) -> None:
         if self._task is not None:
