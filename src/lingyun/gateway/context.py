@@ -77,11 +77,10 @@ class RequestContext:
     client_request_id: str | None = None
     marks: dict[str, float] = field(default_factory=dict)
     # Mid-stream failover (gateway/resume.py): the reply as the client got it, when it may
-    # continue on a sibling; the edit that makes a continuation's chunks read as the first
-    # stream's; and the prompt tokens siblings re-prefilled (the platform's cost, not billed).
+    # continue on a sibling, and the edit that makes a continuation's chunks read as the
+    # first stream's.
     reply: ReplyLog | None = None
     stitch: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
-    platform_prompt_tokens: int = 0
     # Priority band: "interactive" (the API) or "batch" (a Batch API line, run in spare
     # capacity and priced at the model's batch multiplier).
     lane: str = "interactive"

@@ -6,26 +6,25 @@ prompt once, plus every completion token its client received, across replicas. A
 reports ``prompt_tokens`` = the conversation plus the reply so far (it prefilled both) and
 ``completion_tokens`` = what it added; ``Stitch`` rewrites that to the tenant's view (first
 prompt, completion so far + added) before the relay, the meter or the client sees it, and
-keeps the sibling's prompt count as ``ctx.platform_prompt_tokens``: the re-prefill is the
-platform's cost, recorded on the usage row, never billed.
+keeps the sibling's prompt count as ``ReplyLog.platform_prompt_tokens``: the re-prefill is
+the platform's cost, recorded on the usage row (settle.py), never billed.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from lingyun.gateway.context import RequestContext
+from typing import Any
 
 
 class ReplyLog:
     """The reply's text as the client received it, and whether it can be continued: one
     choice of plain text (no tool calls, logprobs or reasoning), not yet finished."""
 
-    __slots__ = ("created", "parts", "resumable", "stream_id")
+    __slots__ = ("created", "parts", "platform_prompt_tokens", "resumable", "stream_id")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
+        # prompt tokens siblings re-prefilled to continue it: the platform's cost
+        self.platform_prompt_tokens = 0
         self.resumable = True
         self.stream_id: object = None
         self.created: object = None
@@ -72,12 +71,12 @@ class Stitch:
     """Makes a sibling's chunks read as the first stream's: its id and creation time, no
     second opening role chunk, and usage in the tenant's terms (module docstring)."""
 
-    __slots__ = ("cached", "completion", "ctx", "platform_before", "prompt", "reply")
+    __slots__ = ("cached", "completion", "platform_before", "prompt", "reply")
 
-    def __init__(self, ctx: RequestContext, reply: ReplyLog, counts: tuple[int, int, int]) -> None:
-        self.ctx, self.reply = ctx, reply
+    def __init__(self, reply: ReplyLog, counts: tuple[int, int, int]) -> None:
+        self.reply = reply
         self.prompt, self.cached, self.completion = counts
-        self.platform_before = ctx.platform_prompt_tokens
+        self.platform_before = reply.platform_prompt_tokens
 
     def __call__(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
         choices = chunk.get("choices") or ()
@@ -91,7 +90,7 @@ class Stitch:
         return chunk
 
     def _tenant_usage(self, usage: dict[str, Any]) -> dict[str, Any]:
-        self.ctx.platform_prompt_tokens = self.platform_before + int(
+        self.reply.platform_prompt_tokens = self.platform_before + int(
             usage.get("prompt_tokens") or 0
         )
         completion = self.completion + int(usage.get("completion_tokens") or 0)

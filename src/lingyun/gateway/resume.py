@@ -108,7 +108,7 @@ async def _continue(
     if cont is None:
         return None
     holder.drop_replica()
-    ctx.stitch, ctx.body = Stitch(ctx, reply, counts), cont
+    ctx.stitch, ctx.body = Stitch(reply, counts), cont
     try:
         resp = await reroute(ctx, tried)
     except LingyunError as err:
