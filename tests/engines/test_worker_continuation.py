@@ -49,6 +49,13 @@ def _check_every_cut(w: WorkerProcess, model: str) -> None:
         assert reply + rest == full, (cut, reply, rest)
         # the client had counted[cut - 1] tokens; the continuation adds the rest
         assert counted[cut - 1] + cont.completion_tokens == usage.completion_tokens, cut
+    # a reply that ends inside a token's text (a stop-string tail held back): the rest of
+    # that token comes first, and the token, counted where it was made, is not counted again
+    cut = next(i for i in range(2, len(texts)) if len(texts[i]) > 1)
+    reply = "".join(texts[:cut]) + texts[cut][:1]
+    rest, cont = _continued(w, model, reply, 40 - counted[cut])
+    assert reply + rest == full, (cut, reply, rest)
+    assert counted[cut] + cont.completion_tokens == usage.completion_tokens
 
 
 def test_transformers_continues_exactly(tf_worker: WorkerProcess) -> None:
