@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lingyun.engines.registry import ENGINES
+from lingyun.engines.registry import CONTINUES_REPLIES, ENGINES
 from lingyun.engines.upstream.outbound import check_base_url, check_key_env
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -131,6 +131,21 @@ class DeploymentConfig(BaseModel):
     breaker: dict[str, float] = Field(default_factory=dict)
     # LoRA adapters served on this base deployment's replicas (transformers, vllm).
     adapters: list[AdapterConfig] = Field(default_factory=list)
+    # A stream whose replica dies mid-way continues on a sibling (gateway/resume.py); only
+    # for engines that continue a reply exactly, so it is off unless asked for.
+    mid_stream_failover: bool = False
+
+    @field_validator("mid_stream_failover")
+    @classmethod
+    def _can_continue(cls, value: bool, info: ValidationInfo) -> bool:
+        engine = info.data.get("engine")
+        if value and engine not in CONTINUES_REPLIES:
+            raise ValueError(
+                f"mid_stream_failover needs an engine that continues a partial reply exactly "
+                f"({', '.join(sorted(CONTINUES_REPLIES))}); engine {engine!r} cannot, so "
+                "remove the option from this deployment"
+            )
+        return value
 
     @field_validator("engine")
     @classmethod

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from lingyun.errors import AuthenticationError, LingyunError, PermissionDeniedError
-from lingyun.serving.supervisor import Supervisor
+from lingyun.serving.supervisor import DeploymentStatus, Supervisor
 from lingyun.tenancy.users import UserService
 
 router = APIRouter(tags=["ops"])
@@ -40,19 +40,26 @@ async def health(request: Request, details: bool = False) -> dict[str, Any]:
                 "healthy_replicas": d.healthy_replicas,
                 "replicas": len(d.replicas),
                 "error": d.error,
-                "replica_states": [
-                    {
-                        "id": r.replica_id,
-                        "state": r.state.value,
-                        "pid": r.pid,
-                        "restarts": r.restarts,
-                    }
-                    for r in d.replicas
-                ],
+                "replica_states": _replica_states(sup, d),
             }
             for d in sup.status()
         ],
     }
+
+
+def _replica_states(sup: Supervisor, d: DeploymentStatus) -> list[dict[str, Any]]:
+    # requests this gateway has on each replica now (what a test kills a busy one by)
+    inflight = {r.replica_id: r.inflight for r in sup.replicas(d.name)}
+    return [
+        {
+            "id": r.replica_id,
+            "state": r.state.value,
+            "pid": r.pid,
+            "restarts": r.restarts,
+            "inflight": inflight.get(r.replica_id, 0),
+        }
+        for r in d.replicas
+    ]
 
 
 def _queue_state(queue: Any, names: list[str]) -> dict[str, Any] | None:

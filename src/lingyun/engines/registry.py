@@ -13,7 +13,14 @@ from lingyun.engines.upstream import OpenAICompatibleEngine
 from lingyun.engines.vllm import VllmEngine
 from lingyun.engines.worker_engine import WorkerEngine
 
-__all__ = ["ENGINES", "ProcessEngine", "ProcessSpec", "UpstreamEngine", "UpstreamSpec"]
+__all__ = [
+    "CONTINUES_REPLIES",
+    "ENGINES",
+    "ProcessEngine",
+    "ProcessSpec",
+    "UpstreamEngine",
+    "UpstreamSpec",
+]
 
 ENGINES: dict[str, ProcessEngine | UpstreamEngine] = {
     e.name: e
@@ -26,3 +33,8 @@ ENGINES: dict[str, ProcessEngine | UpstreamEngine] = {
         OpenAICompatibleEngine(),
     )
 }
+
+# Engines that continue a partial assistant reply where it stopped (vLLM's
+# ``continue_final_message``; our worker implements the same option), so a stream broken
+# mid-way can resume on a sibling. A public cloud or llama.cpp's server cannot be asked to.
+CONTINUES_REPLIES = frozenset({"transformers", "simulator", "vllm"})

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lingyun.config import DeploymentConfig
+    from lingyun.gateway.reply import ReplyLog
     from lingyun.serving.replica import Replica
     from lingyun.tenancy.service import KeyInfo
 
@@ -75,6 +76,11 @@ class RequestContext:
     # observability: the client's own X-Request-ID (validated), and timings for the log.
     client_request_id: str | None = None
     marks: dict[str, float] = field(default_factory=dict)
+    # Mid-stream failover (gateway/resume.py): the reply as the client got it, when it may
+    # continue on a sibling, and the edit that makes a continuation's chunks read as the
+    # first stream's.
+    reply: ReplyLog | None = None
+    stitch: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     # Priority band: "interactive" (the API) or "batch" (a Batch API line, run in spare
     # capacity and priced at the model's batch multiplier).
     lane: str = "interactive"

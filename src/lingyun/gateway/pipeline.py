@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -25,10 +25,11 @@ from lingyun.errors import (
     ClientDisconnectedError,
     InvalidRequestError,
     LingyunError,
-    RequestTooLargeError,
 )
+from lingyun.gateway import resume
 from lingyun.gateway.admit import Admission
 from lingyun.gateway.authenticate import Authenticator
+from lingyun.gateway.body import read_body
 from lingyun.gateway.context import RequestContext
 from lingyun.gateway.failover import RetryBudget, falls_back
 from lingyun.gateway.queue import CapacityQueue
@@ -169,11 +170,12 @@ class Gateway:
             await _unless_disconnected(request, obs.queued(ctx, self.queue.acquire(ctx)))
             finish.queued = True
             if ctx.stream:
+                resume.track(ctx)  # mid-stream failover, where the deployment enables it
                 resp = await self._with_replica(ctx, finish, self.relay.open_stream)
                 finish.upstream = resp
                 await ctx.reservation_decided()
                 handed_off = True
-                return _StreamResponse(self.relay.body(ctx, resp), finish)
+                return _StreamResponse(self._stream_body(ctx, finish, resp), finish)
             body = await _unless_disconnected(
                 request, self._with_replica(ctx, finish, self.relay.unary)
             )
@@ -192,19 +194,32 @@ class Gateway:
             if not handed_off:
                 await finish()
 
+    def _stream_body(
+        self, ctx: RequestContext, finish: _Finisher, resp: Upstream
+    ) -> AsyncIterator[bytes]:
+        if ctx.reply is None:
+            return self.relay.body(ctx, resp)
+
+        def reroute(c: RequestContext, exclude: set[str]) -> Awaitable[Upstream]:
+            return self._with_replica(c, finish, self.relay.open_stream, exclude)
+
+        return resume.body(self.relay, reroute, ctx, finish, resp)
+
     async def _with_replica(
         self,
         ctx: RequestContext,
         finish: _Finisher,
         call: Callable[[RequestContext], Awaitable[T]],
+        exclude: set[str] | None = None,
     ) -> T:
-        """Route and call; a connection refused before any byte is retried elsewhere."""
+        """Route and call (on a replica not in ``exclude``); a connection refused before
+        any byte is retried elsewhere."""
         dep = ctx.deployment
         assert dep is not None
         channels = self.channels.get(dep.name) if self.channels is not None else None
         if channels is not None:  # an upstream with channels: weights, tiers, breakers
             return await channels.call(ctx, finish, call)
-        tried: set[str] = set()
+        tried: set[str] = set(exclude or ())
         while True:
             candidates = [
                 r for r in self.replica_source.replicas(dep.name) if r.replica_id not in tried
@@ -316,25 +331,6 @@ def _check_output_bound(ctx: RequestContext, dep: DeploymentConfig) -> None:
 
 def _headers(ctx: RequestContext) -> dict[str, str]:
     return {**ctx.response_headers, "x-request-id": obs.public_id(ctx)}
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing one over ``limit`` bytes before reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> RequestTooLargeError:
-    return RequestTooLargeError(f"Request body is larger than the limit of {limit} bytes.")
 
 
 def _context(endpoint: Endpoint, parsed: BaseModel, body_bytes: int) -> RequestContext:

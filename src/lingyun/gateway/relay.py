@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from lingyun.errors import LingyunError, UpstreamError, UpstreamTimeoutError
+from lingyun.gateway.chunks import Renamer, without_usage
 from lingyun.gateway.context import RequestContext
 from lingyun.protocol import sse
 
@@ -41,6 +42,11 @@ DONE = b"data: [DONE]\n\n"
 
 class ReplicaUnreachableError(UpstreamError):
     """The connection failed before anything was sent: safe to retry on another replica."""
+
+
+class StreamBrokenError(UpstreamError):
+    """The replica went away mid-stream (connection lost, or the body ended without
+    ``[DONE]``): where the reply is tracked (``ctx.reply``), it may continue on a sibling."""
 
 
 def sse_event(payload: dict[str, Any]) -> bytes:
@@ -166,7 +172,7 @@ class Relay:
         if err is not None:
             raise err
         take_usage(ctx, payload.get("usage"))
-        renamed = _Renamer(ctx.adapter or ctx.replica.model_id, ctx.model)(raw, payload)
+        renamed = Renamer(ctx.adapter or ctx.replica.model_id, ctx.model)(raw, payload)
         if renamed is not None:
             return renamed
         payload["model"] = ctx.model
@@ -214,9 +220,10 @@ class Relay:
     async def batches(self, ctx: RequestContext, resp: Upstream) -> AsyncIterator[list[bytes]]:
         """The client's SSE events, a non-empty list per upstream network read."""
         assert ctx.replica is not None
-        rename = _Renamer(ctx.adapter or ctx.replica.model_id, ctx.model)
+        rename = Renamer(ctx.adapter or ctx.replica.model_id, ctx.model)
         out: list[bytes] = []
         finished = False
+        failure: LingyunError
         try:
             async for batch in sse.events(resp.response.content.iter_any()):
                 for upstream_event in batch:
@@ -235,48 +242,58 @@ class Relay:
                     ready, out = out, []
                     yield ready
             if not finished:
-                raise UpstreamError("The model backend ended the stream early.")
+                raise StreamBrokenError("The model backend ended the stream early.")
             ctx.stream_ended = True
             out.append(DONE)
             yield out
         except LingyunError as err:
-            record_error(ctx, err)
-            ctx.stream_ended = True
-            out.append(sse_event(err.to_body()))
-            yield out
-            return
+            failure = err
         except (aiohttp.ClientError, TimeoutError) as exc:
-            broken = UpstreamError(f"The model backend stopped mid-stream: {type(exc).__name__}")
-            record_error(ctx, broken)
-            ctx.stream_ended = True
-            out.append(sse_event(broken.to_body()))
-            yield out
+            failure = StreamBrokenError(
+                f"The model backend stopped mid-stream: {type(exc).__name__}"
+            )
+        else:
+            await _drain(resp.response)
             return
-        await _drain(resp.response)
+        if isinstance(failure, StreamBrokenError) and ctx.reply is not None:
+            if out:
+                yield out
+            raise failure  # the caller may continue the reply elsewhere (gateway/resume.py)
+        record_error(ctx, failure)
+        ctx.stream_ended = True
+        out.append(sse_event(failure.to_body()))
+        yield out
 
 
-def _event(ctx: RequestContext, data: bytes, rename: _Renamer) -> bytes | None:
+def _event(ctx: RequestContext, data: bytes, rename: Renamer) -> bytes | None:
     """One upstream event as the client gets it, or None when it is dropped."""
     chunk = _parse_chunk(data)
     assert ctx.replica is not None
     err = ctx.replica.dialect.inband_error(chunk)
     if err is not None:
         raise err
+    raw: bytes | None = data
+    if ctx.stitch is not None:  # a continued stream: reads as the first one (re-encoded)
+        stitched = ctx.stitch(chunk)
+        if stitched is None:
+            return None
+        chunk, raw = stitched, None
     usage = chunk.get("usage")
     if usage:
         take_usage(ctx, usage)
-    raw: bytes | None = data
     if not chunk.get("choices"):
         if usage and not ctx.client_wants_usage:
             return None  # the final usage chunk we asked for, not the client
     else:
+        if ctx.reply is not None:
+            ctx.reply.feed(chunk)
         ctx.streamed_pieces += 1
         for hook in ctx.token_hooks:
             hook(1)
         if usage and not ctx.client_continuous_usage:
             # usage on every chunk is our request to the engine, not the client's
             chunk["usage"] = None
-            raw = _without_usage(data, usage)
+            raw = None if raw is None else without_usage(raw, usage)
     if ctx.first_byte_at is None:
         ctx.first_byte_at = time.perf_counter()
     renamed = None if raw is None else rename(raw, chunk)
@@ -295,41 +312,6 @@ def _error_event(ctx: RequestContext, data: bytes) -> LingyunError:
         payload = None
     err = ctx.replica.dialect.inband_error(payload) if isinstance(payload, dict) else None
     return err or UpstreamError("The model backend sent an error event.")
-
-
-def _without_usage(raw: bytes, usage: Any) -> bytes | None:
-    """The chunk's bytes with its trailing ``"usage":{...}`` set to null, when usage is
-    the last field (as vLLM and our worker write it); None means re-encode instead."""
-    at = raw.rfind(b',"usage":')
-    if at < 0 or not raw.endswith(b"}"):
-        return None
-    try:
-        if json.loads(raw[at + 9 : -1]) != usage:
-            return None
-    except ValueError:
-        return None
-    return raw[:at] + b',"usage":null}'
-
-
-class _Renamer:
-    """Puts the public model name in an upstream JSON body, in its bytes when that is safe:
-    the body names the replica's model id exactly once, in our compact spelling, so that
-    occurrence is the top-level field. Otherwise it answers None and the caller re-encodes."""
-
-    __slots__ = ("new", "old", "public", "served")
-
-    def __init__(self, served: str, public: str) -> None:
-        self.served, self.public = served, public
-        self.old = b'"model":' + json.dumps(served, ensure_ascii=False).encode()
-        self.new = b'"model":' + json.dumps(public, ensure_ascii=False).encode()
-
-    def __call__(self, raw: bytes, payload: dict[str, Any]) -> bytes | None:
-        model = payload.get("model")
-        if model == self.public:
-            return raw
-        if model == self.served and raw.count(self.old) == 1:
-            return raw.replace(self.old, self.new)
-        return None
 
 
 def _refuse_redirect(ctx: RequestContext, status: int) -> None:

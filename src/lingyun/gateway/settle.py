@@ -45,6 +45,7 @@ class Settler:
                 "status_code": ctx.status_code,
                 "error_code": ctx.error_code,
                 "replica_id": ctx.replica.replica_id if ctx.replica else None,
+                "platform_prompt_tokens": ctx.reply.platform_prompt_tokens if ctx.reply else 0,
             }
         )
 

@@ -114,6 +114,9 @@ class UsageRecord(Base):
     status_code: Mapped[int] = mapped_column(default=200)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     replica_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Prompt tokens siblings re-prefilled to continue this stream after its replica died
+    # (gateway/reply.py): the platform's cost, not in prompt_tokens and never billed.
+    platform_prompt_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class DeploymentRow(Base):

@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from lingyun.engines.worker import sse
+from lingyun.engines.worker import continuation, sse
 from lingyun.engines.worker.auth import RequireSecret
 from lingyun.engines.worker.backend import (
     Backend,
@@ -133,7 +133,7 @@ class Worker:
         adapter = self._check_model(req.model)
         gen = self._generator("/v1/chat/completions")
         check_features(req, gen.features)
-        prompt = gen.chat_prompt(req.messages)
+        prompt = continuation.chat_prompt(gen, req)  # continue_final_message, too
         run = start_run(gen, req, [prompt], _extra_fields(req), adapter=adapter)
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         name = adapter or self.model

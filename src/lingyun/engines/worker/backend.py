@@ -43,6 +43,10 @@ class Prompt:
     cached_tokens: int | None = None
     # The token sequence a stand-in prefix cache keys on (the simulator's), if any.
     cache_tokens: tuple[str, ...] | None = None
+    # A partial assistant reply to continue rather than answer afresh (vLLM's
+    # ``continue_final_message``): the backend generates what follows it, as an
+    # uninterrupted run would have (exactly, for greedy decoding). ``num_tokens`` counts it.
+    continues: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,10 @@ class GenerationBackend(Backend, Protocol):
         ...
 
     def completion_prompt(self, prompt: str | list[int]) -> Prompt: ...
+
+    def continued(self, prompt: Prompt, reply: str) -> Prompt:
+        """``prompt`` (the conversation before the reply) with ``reply`` to continue."""
+        ...
 
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
         """Stream one choice; closing the iterator must stop the work at the next token."""

@@ -38,6 +38,13 @@ class IncrementalDetokenizer:
             ids, skip_special_tokens=self._skip_special, clean_up_tokenization_spaces=False
         )
 
+    def clone(self) -> IncrementalDetokenizer:
+        """An independent copy: to try a token without committing to it."""
+        other = IncrementalDetokenizer(self._tokenizer, skip_special_tokens=self._skip_special)
+        other._ids = list(self._ids)
+        other._prefix_offset, other._read_offset = self._prefix_offset, self._read_offset
+        return other
+
     def add(self, token_id: int) -> str:
         """Add one token; return the text that is now complete (possibly empty)."""
         self._ids.append(token_id)

@@ -22,12 +22,14 @@ import inspect
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from lingyun.engines.worker.backend import Delta, SamplingParams
+from lingyun.engines.worker.continuation import greedy_tokens
 from lingyun.engines.worker.detokenize import IncrementalDetokenizer
 from lingyun.engines.worker.lora import LoraAdapters
 from lingyun.errors import LingyunError
@@ -40,6 +42,7 @@ class Sequence:
 
     __slots__ = (
         "cancelled",
+        "continues",
         "detok",
         "generated",
         "generator",
@@ -59,8 +62,11 @@ class Sequence:
         max_new: int,
         detok: IncrementalDetokenizer,
         generator: torch.Generator | None,
+        continues: str | None = None,
     ) -> None:
         self.prompt_ids = prompt_ids
+        # A partial reply to resume after the prompt (continuation.py), found at prefill.
+        self.continues = continues
         self.params = params
         self.max_new = max_new
         self.detok = detok
@@ -103,8 +109,12 @@ class BatchScheduler:
         eos_ids: set[int],
         max_batch_size: int,
         adapters: LoraAdapters | None = None,
+        *,
+        encode: Callable[[str], list[int]],
     ) -> None:
         self.model = model
+        # The tokenizer's split of a text: where a continued reply leaves the greedy path.
+        self.encode = encode
         self.adapters = adapters
         # transformers 5.x renamed forward's ``past_key_values`` to ``cache``; accept both.
         params = inspect.signature(model.forward).parameters
@@ -196,6 +206,8 @@ class BatchScheduler:
         if self.adapters is not None and seq.params.adapter is not None:
             in_use = [s.params.adapter for s in self.rows]
             self.model = self.adapters.ensure(self.model, seq.params.adapter, in_use)
+        if seq.continues:
+            self._resume(seq, seq.continues)
         ids = torch.tensor([seq.prompt_ids], device=self.device)
         out = self.model(
             input_ids=ids, use_cache=True, logits_to_keep=1, **self._adapter_kwargs([seq])
@@ -203,6 +215,22 @@ class BatchScheduler:
         token = self._sample(out.logits[:, -1, :], [seq])[0]
         if not self._advance(seq, token):
             self._merge(output_cache(out), seq)
+
+    def _resume(self, seq: Sequence, reply: str) -> None:
+        """Put the tokens that produced ``reply`` after the prompt (continuation.py)."""
+        prompt = seq.prompt_ids
+
+        def predict(after: list[int]) -> list[int]:
+            ids = torch.tensor([prompt + after], device=self.device)
+            out = self.model(input_ids=ids, use_cache=False, **self._adapter_kwargs([seq]))
+            return list(out.logits[0, len(prompt) - 1 :].float().argmax(dim=-1).tolist())
+
+        resumed = greedy_tokens(reply, predict, self.encode, seq.detok, self.eos_ids)
+        seq.prompt_ids = prompt + resumed.tokens
+        seq.position = len(seq.prompt_ids)
+        seq.detok = resumed.detok
+        if resumed.due:  # the straddling token's text: counted already, on the first replica
+            seq.emit(Delta(resumed.due, 0))
 
     def _merge(self, cache: Any, seq: Sequence) -> None:
         new_len = int(cache.get_seq_length())

@@ -23,6 +23,10 @@ Extra request fields for tests: ``sim_fail_after`` (abort with a server error af
 tokens), ``sim_crash_after`` (``os._exit(1)`` after that many tokens: a dying replica),
 ``sim_stall_after`` (stop producing after that many tokens, as a hung engine does),
 ``sim_ttft_ms`` / ``sim_itl_ms`` (override the pace for one request).
+
+``continue_final_message`` (vLLM's option, as the gateway's mid-stream failover sends it):
+the reply resumes after the text's tokens that the final assistant message already holds,
+so a continued stream equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -126,6 +130,28 @@ class SimulatorBackend:
             return self._cached(Prompt(prompt, None, len(tokens)), tokens)
         return self._cached(Prompt(None, list(prompt), len(prompt)), [str(t) for t in prompt])
 
+    def continued(self, prompt: Prompt, reply: str) -> Prompt:
+        """``prompt`` with ``reply`` to continue: generation resumes after the tokens of
+        this prompt's text that spell it (``_resumed``), as an uninterrupted run goes on."""
+        return replace(prompt, continues=reply, num_tokens=prompt.num_tokens + count_tokens(reply))
+
+    @staticmethod
+    def _resumed(reply: str, start: int) -> tuple[int, str]:
+        """How many of the text's tokens ``reply`` holds, and the rest of one it ends inside
+        (a stop-string tail the client did not get); a reply that leaves the text (not this
+        simulator's) resumes after the part that matched."""
+        i, rest = 0, reply
+        while rest:
+            token = (_NEXT if i else _FIRST)[(start + i) % len(_WORDS)]
+            if rest.startswith(token):
+                rest = rest[len(token) :]
+            elif token.startswith(rest):
+                return i + 1, token[len(rest) :]
+            else:
+                break
+            i += 1
+        return i, ""
+
     def _cached(self, prompt: Prompt, tokens: list[str], chat: bool = False) -> Prompt:
         """The prompt with its prefix-cache hit (the lookup also inserts its blocks); a chat
         prompt keeps its tokens, so that its reply is cached as the next turn will send it."""
@@ -195,12 +221,18 @@ class SimulatorBackend:
         key = prompt.text if prompt.text is not None else repr(prompt.token_ids)
         start = zlib.crc32(key.encode()) + 7 * params.index + (params.seed or 0)
         words = len(_WORDS)
+        fresh = prompt.continues is None
         reply: list[str] | None = [] if self.cache.enabled and params.index == 0 else None
         if ttft:
             await asyncio.sleep(ttft)
         if params.index == 0:  # later choices of the same prompt find it prefilled
             await self._prefill_delay(prompt)
-        for i in range(limit):
+        skip, due = (0, "") if fresh else self._resumed(prompt.continues or "", start)
+        if not params.max_tokens:  # the natural length counts the reply continued
+            limit = max(limit - skip, 1)
+        if due:
+            yield Delta(due, 0)  # the straddled token was counted where it was generated
+        for i in range(skip, skip + limit):
             if crash_after is not None and i >= crash_after:
                 logger.warning("simulated crash after %d tokens", i)
                 os._exit(1)
@@ -214,8 +246,8 @@ class SimulatorBackend:
             text = (_NEXT if i else _FIRST)[(start + i) % words]
             if reply is not None:
                 reply.append(text)
-            yield Delta(text, 1, natural_end if i == limit - 1 else None)
-        if reply is not None and prompt.cache_tokens is not None:
+            yield Delta(text, 1, natural_end if i == skip + limit - 1 else None)
+        if reply is not None and fresh and prompt.cache_tokens is not None:
             # the reply as the next turn's prompt will hold it: after the role's newline
             self.cache.insert([*prompt.cache_tokens, "\n", *_TOKEN_RE.findall("".join(reply))])
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -99,7 +100,9 @@ class TransformersBackend:
         if not self._cache_is_batchable():
             logger.warning("this model's KV cache cannot be batched; serving one at a time")
             max_batch = 1
-        self.scheduler = BatchScheduler(self.model, self.device, eos_ids, max_batch, self.lora)
+        self.scheduler = BatchScheduler(
+            self.model, self.device, eos_ids, max_batch, self.lora, encode=self._encode
+        )
         self.scheduler.start()
 
     def _cache_is_batchable(self) -> bool:
@@ -146,6 +149,16 @@ class TransformersBackend:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return Prompt(text, list(ids), len(ids))
 
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def continued(self, prompt: Prompt, reply: str) -> Prompt:
+        """``prompt`` with ``reply`` to continue: resumed from the tokens that produced it,
+        found at prefill (continuation.py); counted here by the tokenizer's own split."""
+        return replace(
+            prompt, continues=reply, num_tokens=prompt.num_tokens + len(self._encode(reply))
+        )
+
     def completion_prompt(self, prompt: str | list[int]) -> Prompt:
         if isinstance(prompt, str):
             ids = list(self.tokenizer(prompt)["input_ids"])
@@ -177,9 +190,8 @@ class TransformersBackend:
         generator = None
         if params.seed is not None and params.temperature > 0:
             generator = torch.Generator(device=self.device).manual_seed(params.seed)
-        seq = Sequence(
-            prompt.token_ids, params, max_new, IncrementalDetokenizer(self.tokenizer), generator
-        )
+        detok = IncrementalDetokenizer(self.tokenizer)
+        seq = Sequence(prompt.token_ids, params, max_new, detok, generator, prompt.continues)
         self.scheduler.submit(seq)
         try:
             while True:
