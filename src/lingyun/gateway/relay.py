@@ -26,6 +26,8 @@ import aiohttp
 
 from lingyun.errors import LingyunError, UpstreamError, UpstreamTimeoutError
 from lingyun.gateway.context import RequestContext
+from lingyun.gateway.rename import Renamer
+from lingyun.observability import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,8 @@ class Relay:
         }
         if ctx.client_request_id:  # observability: our own id (the ledger's) as well
             headers["x-lingyun-request-id"] = ctx.request_id
+        if ctx.trace is not None:  # the relay span's W3C traceparent
+            headers.update(tracing.begin(ctx.trace, "relay"))
         url = replica.base_url + PATHS[ctx.endpoint]
         return url, json.dumps(body, ensure_ascii=False).encode(), headers
 
@@ -165,7 +169,9 @@ class Relay:
         if err is not None:
             raise err
         take_usage(ctx, payload.get("usage"))
-        renamed = _Renamer(ctx.adapter or ctx.replica.model_id, ctx.model)(raw, payload)
+        if ctx.transcript is not None:  # prompt logging, for projects that turned it on
+            ctx.transcript.answer(payload)
+        renamed = Renamer(ctx.adapter or ctx.replica.model_id, ctx.model)(raw, payload)
         if renamed is not None:
             return renamed
         payload["model"] = ctx.model
@@ -213,7 +219,7 @@ class Relay:
     async def batches(self, ctx: RequestContext, resp: Upstream) -> AsyncIterator[list[bytes]]:
         """The client's SSE events, a non-empty list per upstream network read."""
         assert ctx.replica is not None
-        rename = _Renamer(ctx.adapter or ctx.replica.model_id, ctx.model)
+        rename = Renamer(ctx.adapter or ctx.replica.model_id, ctx.model)
         out: list[bytes] = []
         finished = False
         try:
@@ -251,7 +257,7 @@ class Relay:
         await _drain(resp.response)
 
 
-def _event(ctx: RequestContext, data: bytes, rename: _Renamer) -> bytes | None:
+def _event(ctx: RequestContext, data: bytes, rename: Renamer) -> bytes | None:
     """One upstream event as the client gets it, or None when it is dropped."""
     chunk = _parse_chunk(data)
     assert ctx.replica is not None
@@ -269,6 +275,8 @@ def _event(ctx: RequestContext, data: bytes, rename: _Renamer) -> bytes | None:
         ctx.streamed_pieces += 1
         for hook in ctx.token_hooks:
             hook(1)
+        if ctx.transcript is not None:
+            ctx.transcript.chunk(chunk)
         if usage and not ctx.client_continuous_usage:
             # usage on every chunk is our request to the engine, not the client's
             chunk["usage"] = None
@@ -294,27 +302,6 @@ def _without_usage(raw: bytes, usage: Any) -> bytes | None:
     except ValueError:
         return None
     return raw[:at] + b',"usage":null}'
-
-
-class _Renamer:
-    """Puts the public model name in an upstream JSON body, in its bytes when that is safe:
-    the body names the replica's model id exactly once, in our compact spelling, so that
-    occurrence is the top-level field. Otherwise it answers None and the caller re-encodes."""
-
-    __slots__ = ("new", "old", "public", "served")
-
-    def __init__(self, served: str, public: str) -> None:
-        self.served, self.public = served, public
-        self.old = b'"model":' + json.dumps(served, ensure_ascii=False).encode()
-        self.new = b'"model":' + json.dumps(public, ensure_ascii=False).encode()
-
-    def __call__(self, raw: bytes, payload: dict[str, Any]) -> bytes | None:
-        model = payload.get("model")
-        if model == self.public:
-            return raw
-        if model == self.served and raw.count(self.old) == 1:
-            return raw.replace(self.old, self.new)
-        return None
 
 
 def _refuse_redirect(ctx: RequestContext, status: int) -> None:

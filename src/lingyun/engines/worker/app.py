@@ -194,7 +194,10 @@ class Worker:
 
     def _log(self, request: Request, run: Run, outcome: str) -> None:
         if self.usage_log is not None:
-            self.usage_log.write(request.headers.get("x-request-id", ""), run.usage(), outcome)
+            headers = request.headers
+            self.usage_log.write(
+                headers.get("x-request-id", ""), run.usage(), outcome, headers.get("traceparent")
+            )
 
     def _body(
         self, rid: str, obj: str, choices: list[dict[str, Any]], run: Run, model: str

@@ -16,6 +16,10 @@ class UsageLog:
     def __init__(self, path: str) -> None:
         self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
 
-    def write(self, request_id: str, usage: dict[str, Any], outcome: str) -> None:
+    def write(
+        self, request_id: str, usage: dict[str, Any], outcome: str, traceparent: str | None = None
+    ) -> None:
         record = {"request_id": request_id, "outcome": outcome, **usage}
+        if traceparent:  # the gateway's relay span, when traces are on
+            record["traceparent"] = traceparent
         self._file.write(json.dumps(record) + "\n")
