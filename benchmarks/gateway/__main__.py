@@ -1,8 +1,10 @@
-"""``python -m benchmarks.gateway [--quick]``: the side-by-side gateway benchmark.
+"""``python -m benchmarks.gateway [--quick] [--observability]``: the side-by-side benchmark.
 
 For each simulator pace, streaming mode and concurrency level, the load generator sends the
-same fixed number of requests (a) straight to the replica, (b) through Lingyun and (c)
-through LiteLLM, one after the other, so every ratio compares figures from the same run.
+same fixed number of requests (a) straight to the replica, (b) through Lingyun, (b') through
+Lingyun with /metrics and the request log off (``lingyun-noobs``) and (c) through LiteLLM,
+one after the other, so every ratio compares figures from the same run. ``--observability``
+runs only (b) and (b') and prints their requests/s ratio.
 Results go to ``benchmarks/results/<tag>.json``, ``RESULTS.md`` and ``<tag>.png``.
 """
 
@@ -121,7 +123,12 @@ def measure(
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="fewer levels and requests (minutes)")
-    p.add_argument("--targets", default="direct,lingyun,litellm")
+    p.add_argument("--targets", default="direct,lingyun,lingyun-noobs,litellm")
+    p.add_argument(
+        "--observability",
+        action="store_true",
+        help="only Lingyun with metrics and the request log on vs off (targets and tag)",
+    )
     p.add_argument("--levels", default=None, help="comma-separated concurrency levels")
     p.add_argument("--paces", default=",".join(p.name for p in PACES))
     p.add_argument("--modes", default="unary,stream")
@@ -141,11 +148,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.levels
         else ([1, 64, 256] if quick else list(LEVELS))
     )
-    names = args.targets.split(",")
+    names = ["lingyun", "lingyun-noobs"] if args.observability else args.targets.split(",")
     paces = [p for p in PACES if p.name in args.paces.split(",")]
     modes = [m == "stream" for m in args.modes.split(",")]
     cpus = layout(not args.no_pin)
-    tag = args.tag or ("gateway-quick" if quick else "gateway")
+    base = "observability" if args.observability else "gateway"
+    tag = args.tag or (f"{base}-quick" if quick else base)
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.time()
     load_start = [round(x, 2) for x in os.getloadavg()]
@@ -164,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
                 if name == "direct":
                     # One direct target per pace; base_url is filled per pace below.
                     targets.append(Target("direct", "", "none", None))
-                elif name in ("lingyun", "lingyun-nometer"):
+                elif name in ("lingyun", "lingyun-nometer", "lingyun-noobs"):
                     targets.append(start_lingyun(urls, work, cpus["gateway"], name))
                 elif name == "litellm":
                     targets.append(start_litellm(urls, work, cpus["gateway"]))
@@ -207,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         ],
     }
     doc = {"meta": meta, "rows": report.rows(runs), "runs": runs}
+    for line in report.observability_ratios(doc["rows"]):
+        print(line, flush=True)
     out = RESULTS / f"{tag}.json"
     out.write_text(json.dumps(doc, indent=1))
     print(f"wrote {out}")

@@ -70,6 +70,9 @@ def rows(runs: list[Row]) -> list[Row]:
             x["added_p50_ms"] = _diff(x["p50_ms"], d["p50_ms"])
             x["added_p99_ms"] = _diff(x["p99_ms"], d["p99_ms"])
             x["added_ttft_p50_ms"] = _diff(x["ttft_p50_ms"], d["ttft_p50_ms"])
+        bare = by.get((_key(x), "lingyun-noobs"))
+        if bare is not None and x["target"] == "lingyun":
+            x["rps_x_noobs"] = _ratio(x["rps"], bare["rps"])
         if ll is not None and x["target"] != "direct":
             x["rps_x_litellm"] = _ratio(x["rps"], ll["rps"])
             x["req_per_cpu_s_x_litellm"] = _ratio(x["req_per_cpu_s"], ll["req_per_cpu_s"])
@@ -156,12 +159,26 @@ def headline(rs: list[Row]) -> list[str]:
                 f"- requests per gateway CPU-second, {name}: Lingyun / LiteLLM median "
                 f"{xs[len(xs) // 2]:.1f}× (min {xs[0]:.1f}×, max {xs[-1]:.1f}×; target ≥ 10×)."
             )
+    out.extend(observability_ratios(rs))
     for r in ly:
         if r["concurrency"] == 1024 and r["stream"]:
             out.append(
                 f"- 1,024 concurrent streams, {r['pace']}: {r['errors']} errors in "
                 f"{r['count']} requests (target 0); {_f(r.get('rps_x_direct'), '.2f')}× "
                 "direct req/s."
+            )
+    return out
+
+
+def observability_ratios(rs: list[Row]) -> list[str]:
+    """Requests/s with /metrics and the request log on over off, same pace, mode and level."""
+    out = []
+    for r in rs:
+        if (x := r.get("rps_x_noobs")) is not None:
+            mode = "stream" if r["stream"] else "unary"
+            out.append(
+                f"- metrics + request log on vs off, {r['pace']} {mode} c={r['concurrency']}: "
+                f"{r['rps']:.0f} vs {r['rps'] / x:.0f} req/s = {x:.3f}× (goal ≥ 0.97×)."
             )
     return out
 
