@@ -132,6 +132,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--levels", default=None, help="comma-separated concurrency levels")
     p.add_argument("--paces", default=",".join(p.name for p in PACES))
     p.add_argument("--modes", default="unary,stream")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="repeat each level, alternating target order"
+    )
     p.add_argument("--tag", default=None, help="result file name [gateway or gateway-quick]")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     p.add_argument("--deadline-s", type=float, default=120.0, help="cap on one run's time")
@@ -183,13 +186,14 @@ def main(argv: list[str] | None = None) -> None:
             for pace in paces:
                 for stream in modes:
                     for conc in levels:
-                        for t in targets:
-                            tgt = t if t.proc else Target(t.name, urls[pace.name], t.key, None)
-                            n = count_for(t.name, conc, pace, quick)
-                            r = measure(tgt, pace, replicas[pace.name], stream, conc, n,
-                                        cpus["loadgen"], args.deadline_s)  # fmt: skip
-                            runs.append(r)
-                            print(report.one_line(r), flush=True)
+                        for i in range(args.rounds):  # odd rounds run the targets backwards
+                            for t in targets if i % 2 == 0 else targets[::-1]:
+                                tgt = t if t.proc else Target(t.name, urls[pace.name], t.key, None)
+                                n = count_for(t.name, conc, pace, quick)
+                                r = measure(tgt, pace, replicas[pace.name], stream, conc, n,
+                                            cpus["loadgen"], args.deadline_s)  # fmt: skip
+                                runs.append(r)
+                                print(report.one_line(r), flush=True)
         finally:
             for proc in reversed(procs):
                 proc.stop()

@@ -7,6 +7,7 @@ percentile at the same pace, mode and concurrency.
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,6 @@ def rows(runs: list[Row]) -> list[Row]:
             x["added_p50_ms"] = _diff(x["p50_ms"], d["p50_ms"])
             x["added_p99_ms"] = _diff(x["p99_ms"], d["p99_ms"])
             x["added_ttft_p50_ms"] = _diff(x["ttft_p50_ms"], d["ttft_p50_ms"])
-        bare = by.get((_key(x), "lingyun-noobs"))
-        if bare is not None and x["target"] == "lingyun":
-            x["rps_x_noobs"] = _ratio(x["rps"], bare["rps"])
         if ll is not None and x["target"] != "direct":
             x["rps_x_litellm"] = _ratio(x["rps"], ll["rps"])
             x["req_per_cpu_s_x_litellm"] = _ratio(x["req_per_cpu_s"], ll["req_per_cpu_s"])
@@ -171,15 +169,24 @@ def headline(rs: list[Row]) -> list[str]:
 
 
 def observability_ratios(rs: list[Row]) -> list[str]:
-    """Requests/s with /metrics and the request log on over off, same pace, mode and level."""
-    out = []
+    """Requests/s with /metrics and the request log on over off at the same pace, mode and
+    level: medians over the rounds (``--rounds``), which alternate the two targets' order."""
+    by: dict[tuple[tuple[str, bool, int], str], list[float]] = {}
     for r in rs:
-        if (x := r.get("rps_x_noobs")) is not None:
-            mode = "stream" if r["stream"] else "unary"
-            out.append(
-                f"- metrics + request log on vs off, {r['pace']} {mode} c={r['concurrency']}: "
-                f"{r['rps']:.0f} vs {r['rps'] / x:.0f} req/s = {x:.3f}× (goal ≥ 0.97×)."
-            )
+        by.setdefault((_key(r), r["target"]), []).append(r["rps"])
+    out = []
+    for (key, target), on in by.items():
+        off = by.get((key, "lingyun-noobs"))
+        if target != "lingyun" or not off:
+            continue
+        a, b = statistics.median(on), statistics.median(off)
+        pace, stream, conc = key
+        out.append(
+            f"- metrics + request log on vs off, {pace} {'stream' if stream else 'unary'} "
+            f"c={conc}, median of {len(on)}: {a:.0f} vs {b:.0f} req/s = {a / b:.3f}× "
+            f"(per round: {', '.join(f'{x / y:.2f}' for x, y in zip(on, off, strict=False))}; "
+            "goal ≥ 0.97×)."
+        )
     return out
 
 

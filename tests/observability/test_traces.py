@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 
 from tests.observability.collector import Collector, ReceivedSpan, running_collector
@@ -122,3 +123,29 @@ def test_with_traces_off_the_sdk_is_never_imported() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_a_refused_request_ends_its_trace_at_the_failing_stage(
+    traced: tuple[LingyunServer, Collector],
+) -> None:
+    srv, collector = traced
+    trace_id = secrets.token_hex(16)
+    client = srv.client(srv.env["KEY"], max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(
+            model="no-such-model",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+        )
+    spans = wait_for(lambda: len(found := collector.of_trace(trace_id)) == 4 and found)
+    assert sorted(s.name for s in spans) == [
+        "authenticate",
+        "chat.completions",
+        "resolve",
+        "settle",
+    ]
+    (root,) = [s for s in spans if s.name == "chat.completions"]
+    assert root.attributes["http.response.status_code"] == 404
+    (resolve,) = [s for s in spans if s.name == "resolve"]
+    assert resolve.attributes["error.type"] == "model_not_found"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lingyun.config import DeploymentConfig
     from lingyun.observability.otel import Trace
-    from lingyun.observability.prompt_log import Transcript
+    from lingyun.observability.transcript import Transcript
     from lingyun.serving.replica import Replica
     from lingyun.tenancy.service import KeyInfo
 

@@ -90,7 +90,7 @@ class Gateway:
 
     async def handle(self, request: Request, endpoint: Endpoint) -> Response:
         trace = tracing.start(request.headers, endpoint.name)  # None unless traces are on
-        status: int | None = 500
+        status: int | None = None  # unknown when the request is cancelled or a bug escapes
         try:
             with tracing.stage(trace, "authenticate"):
                 key = await self.authenticator.authenticate(request.headers.get("authorization"))

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 
 from lingyun.observability import labels, metrics
 from lingyun.observability.fast import Batch, child
-from lingyun.observability.prompt_log import PromptLog, Transcript
+from lingyun.observability.prompt_log import PromptLog
 from lingyun.observability.request_log import RequestLog
+from lingyun.observability.transcript import Transcript
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
 
 from lingyun.metering.usage_writer import UsageWriter
 from lingyun.store.db import Database
@@ -27,40 +28,6 @@ if TYPE_CHECKING:
     from lingyun.gateway.context import RequestContext
 
 logger = logging.getLogger(__name__)
-
-# What of a request body is its prompt, by endpoint field.
-PROMPT_FIELDS = ("messages", "prompt", "input", "query", "documents")
-
-
-class Transcript:
-    """One request's prompt and the text streamed or answered back."""
-
-    __slots__ = ("parts", "prompt", "retention_s")
-
-    def __init__(self, body: dict[str, Any], retention_s: int) -> None:
-        self.prompt = json.dumps(
-            {k: body[k] for k in PROMPT_FIELDS if k in body}, ensure_ascii=False
-        )
-        self.retention_s = retention_s
-        self.parts: list[str] = []
-
-    def chunk(self, chunk: dict[str, Any]) -> None:
-        """A streamed chunk: its content deltas (chat) or text (completions)."""
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            piece = delta.get("content") if isinstance(delta, dict) else None
-            piece = piece if piece is not None else choice.get("text")
-            if isinstance(piece, str):
-                self.parts.append(piece)
-
-    def answer(self, payload: dict[str, Any]) -> None:
-        """A whole answer: each choice's message content or text."""
-        for choice in payload.get("choices") or ():
-            message = choice.get("message") or {}
-            text = message.get("content") if isinstance(message, dict) else None
-            text = text if text is not None else choice.get("text")
-            if isinstance(text, str):
-                self.parts.append(text)
 
 
 class PromptLog:
@@ -102,8 +69,13 @@ class PromptLog:
         )
 
     async def purge(self) -> int:
-        """Delete every row past its expiry; answers how many went."""
-        return await erase(self.db, PromptRecord.expires_at <= utcnow())
+        """Erase every row past its expiry; answers how many went. A read first, so a
+        gateway with nothing due (most, most of the time) writes nothing."""
+        due = PromptRecord.expires_at <= utcnow()
+        async with self.db.session() as s:
+            if await s.scalar(select(PromptRecord.id).where(due).limit(1)) is None:
+                return 0
+        return await erase(self.db, due)
 
     async def _purge_forever(self) -> None:
         while True:
