@@ -194,10 +194,7 @@ class Worker:
 
     def _log(self, request: Request, run: Run, outcome: str) -> None:
         if self.usage_log is not None:
-            headers = request.headers
-            self.usage_log.write(
-                headers.get("x-request-id", ""), run.usage(), outcome, headers.get("traceparent")
-            )
+            self.usage_log.write(request.headers, run.usage(), outcome)
 
     def _body(
         self, rid: str, obj: str, choices: list[dict[str, Any]], run: Run, model: str
