@@ -1,8 +1,10 @@
-"""``python -m benchmarks.gateway [--quick]``: the side-by-side gateway benchmark.
+"""``python -m benchmarks.gateway [--quick] [--observability]``: the side-by-side benchmark.
 
 For each simulator pace, streaming mode and concurrency level, the load generator sends the
-same fixed number of requests (a) straight to the replica, (b) through Lingyun and (c)
-through LiteLLM, one after the other, so every ratio compares figures from the same run.
+same fixed number of requests (a) straight to the replica, (b) through Lingyun, (b') through
+Lingyun with /metrics and the request log off (``lingyun-noobs``) and (c) through LiteLLM,
+one after the other, so every ratio compares figures from the same run. ``--observability``
+runs only (b) and (b') and prints their requests/s ratio.
 Results go to ``benchmarks/results/<tag>.json``, ``RESULTS.md`` and ``<tag>.png``.
 """
 
@@ -121,10 +123,18 @@ def measure(
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="fewer levels and requests (minutes)")
-    p.add_argument("--targets", default="direct,lingyun,litellm")
+    p.add_argument("--targets", default="direct,lingyun,lingyun-noobs,litellm")
+    p.add_argument(
+        "--observability",
+        action="store_true",
+        help="only Lingyun with metrics and the request log on vs off (targets and tag)",
+    )
     p.add_argument("--levels", default=None, help="comma-separated concurrency levels")
     p.add_argument("--paces", default=",".join(p.name for p in PACES))
     p.add_argument("--modes", default="unary,stream")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="repeat each level, alternating target order"
+    )
     p.add_argument("--tag", default=None, help="result file name [gateway or gateway-quick]")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     p.add_argument("--deadline-s", type=float, default=120.0, help="cap on one run's time")
@@ -141,11 +151,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.levels
         else ([1, 64, 256] if quick else list(LEVELS))
     )
-    names = args.targets.split(",")
+    names = ["lingyun", "lingyun-noobs"] if args.observability else args.targets.split(",")
     paces = [p for p in PACES if p.name in args.paces.split(",")]
     modes = [m == "stream" for m in args.modes.split(",")]
     cpus = layout(not args.no_pin)
-    tag = args.tag or ("gateway-quick" if quick else "gateway")
+    base = "observability" if args.observability else "gateway"
+    tag = args.tag or (f"{base}-quick" if quick else base)
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.time()
     load_start = [round(x, 2) for x in os.getloadavg()]
@@ -164,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                 if name == "direct":
                     # One direct target per pace; base_url is filled per pace below.
                     targets.append(Target("direct", "", "none", None))
-                elif name in ("lingyun", "lingyun-nometer"):
+                elif name in ("lingyun", "lingyun-nometer", "lingyun-noobs"):
                     targets.append(start_lingyun(urls, work, cpus["gateway"], name))
                 elif name == "litellm":
                     targets.append(start_litellm(urls, work, cpus["gateway"]))
@@ -175,13 +186,14 @@ def main(argv: list[str] | None = None) -> None:
             for pace in paces:
                 for stream in modes:
                     for conc in levels:
-                        for t in targets:
-                            tgt = t if t.proc else Target(t.name, urls[pace.name], t.key, None)
-                            n = count_for(t.name, conc, pace, quick)
-                            r = measure(tgt, pace, replicas[pace.name], stream, conc, n,
-                                        cpus["loadgen"], args.deadline_s)  # fmt: skip
-                            runs.append(r)
-                            print(report.one_line(r), flush=True)
+                        for i in range(args.rounds):  # odd rounds run the targets backwards
+                            for t in targets if i % 2 == 0 else targets[::-1]:
+                                tgt = t if t.proc else Target(t.name, urls[pace.name], t.key, None)
+                                n = count_for(t.name, conc, pace, quick)
+                                r = measure(tgt, pace, replicas[pace.name], stream, conc, n,
+                                            cpus["loadgen"], args.deadline_s)  # fmt: skip
+                                runs.append(r)
+                                print(report.one_line(r), flush=True)
         finally:
             for proc in reversed(procs):
                 proc.stop()
@@ -207,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
         ],
     }
     doc = {"meta": meta, "rows": report.rows(runs), "runs": runs}
+    for line in report.observability_ratios(doc["rows"]):
+        print(line, flush=True)
     out = RESULTS / f"{tag}.json"
     out.write_text(json.dumps(doc, indent=1))
     print(f"wrote {out}")

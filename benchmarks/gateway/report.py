@@ -7,6 +7,7 @@ percentile at the same pace, mode and concurrency.
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,7 @@ def headline(rs: list[Row]) -> list[str]:
                 f"- requests per gateway CPU-second, {name}: Lingyun / LiteLLM median "
                 f"{xs[len(xs) // 2]:.1f}× (min {xs[0]:.1f}×, max {xs[-1]:.1f}×; target ≥ 10×)."
             )
+    out.extend(observability_ratios(rs))
     for r in ly:
         if r["concurrency"] == 1024 and r["stream"]:
             out.append(
@@ -163,6 +165,33 @@ def headline(rs: list[Row]) -> list[str]:
                 f"{r['count']} requests (target 0); {_f(r.get('rps_x_direct'), '.2f')}× "
                 "direct req/s."
             )
+    return out
+
+
+def observability_ratios(rs: list[Row]) -> list[str]:
+    """Requests/s with /metrics and the request log on over off at the same pace, mode and
+    level: medians over the rounds (``--rounds``), which alternate the two targets' order."""
+    by: dict[tuple[tuple[str, bool, int], str], list[Row]] = {}
+    for r in rs:
+        by.setdefault((_key(r), r["target"]), []).append(r)
+    out = []
+    for (key, target), on in by.items():
+        off = by.get((key, "lingyun-noobs"))
+        if target != "lingyun" or not off:
+            continue
+        a, b = (statistics.median(x["rps"] for x in runs) for runs in (on, off))
+        rounds = ", ".join(f"{x['rps'] / y['rps']:.2f}" for x, y in zip(on, off, strict=False))
+        cpu_on, cpu_off = (
+            statistics.median(x["gateway_cpu_s_per_1000"] or 0 for x in runs) for runs in (on, off)
+        )
+        pace, stream, conc = key
+        out.append(
+            f"- metrics + request log on vs off, {pace} {'stream' if stream else 'unary'} "
+            f"c={conc}, median of {len(on)}: {a:.0f} vs {b:.0f} req/s = {a / b:.3f}× "
+            f"(per round: {rounds}; goal ≥ 0.97×); gateway CPU {cpu_on:.2f} vs "
+            f"{cpu_off:.2f} s per 1,000 requests = {_f(_ratio(cpu_off, cpu_on), '.3f')}× "
+            "requests per CPU-second."
+        )
     return out
 
 

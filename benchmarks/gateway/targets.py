@@ -69,7 +69,8 @@ def start_lingyun(
     served: str = SERVED_NAME,
 ) -> Target:
     """Lingyun as configured out of the box; ``lingyun-nometer`` turns metering off, to
-    show what the durable reservations cost (a diagnostic, not a comparison target)."""
+    show what the durable reservations cost (a diagnostic, not a comparison target);
+    ``lingyun-noobs`` turns /metrics and the request log off (observability's cost)."""
     data = workdir / name
     data.mkdir(parents=True, exist_ok=True)
     config = data / "lingyun.yaml"
@@ -80,6 +81,8 @@ def start_lingyun(
     settings: dict[str, object] = {"models": models}
     if name == "lingyun-nometer":
         settings["metering"] = False
+    if name == "lingyun-noobs":  # else the request log goes to stderr (the process log)
+        settings.update(metrics=False, request_log="off")
     config.write_text(yaml.safe_dump(settings))
     port = free_port()
     common = ["--data-dir", str(data), "--config", str(config)]

@@ -219,6 +219,10 @@ class Settings(BaseSettings):
     metrics_port: int | None = None
     request_log: str = "stderr"
     replica_metrics_interval_s: float = Field(default=5.0, gt=0)
+    # Traces (off by default): spans of each pipeline stage sent to this OTLP/HTTP collector.
+    otlp_endpoint: str | None = None
+    # Prompt logging, for projects that turn it on: how often expired prompts are purged.
+    prompt_log_purge_interval_s: float = Field(default=60.0, gt=0)
     models: list[DeploymentConfig] | None = None
     # Bearer token for /health?details=1 (monitoring); platform admins' tokens work too.
     health_token: str | None = None

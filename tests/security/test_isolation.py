@@ -153,6 +153,8 @@ def _foreign_paths(w: World) -> list[tuple[str, str, dict[str, object] | None]]:
         ("GET", f"/projects/{b.project}/budget", None),
         ("PUT", f"/projects/{b.project}/budget", {"monthly_limit": "0"}),
         ("GET", f"/tenants/{b.id}/budget", None),
+        ("PUT", f"/projects/{b.project}/prompt-logging",
+         {"enabled": True, "retention_seconds": 60}),
         ("GET", f"/keys/{b.key_id}", None),
         ("POST", f"/keys/{b.key_id}/revoke", None),
         ("PATCH", f"/keys/{b.key_id}/limits", {"rpm": 1}),

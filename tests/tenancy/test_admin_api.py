@@ -185,3 +185,29 @@ def test_usage_by_day_model_project(world: World) -> None:
     team_admin = ok(a.clients["project_admin"].get(f"/tenants/{a.id}/usage"))
     assert {r["project_id"] for r in team_admin["data"]} == {a.project}
     assert httpx.get(f"{world.base_url}/v1/usage").status_code == 401
+
+
+def test_prompt_logging_is_a_project_admins_switch(world: World) -> None:
+    a = world.a
+    path = f"/projects/{a.project}/prompt-logging"
+    admin = a.clients["project_admin"]  # of "team"
+    assert ok(admin.get(f"/projects/{a.project}"))["prompt_log_retention_seconds"] is None
+    missing = admin.put(path, json={"enabled": True})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["param"] == "retention_seconds"
+    assert admin.put(path, json={"enabled": True, "retention_seconds": 0}).status_code == 400
+    member = a.clients["member"]  # of "default": may see it, may not switch it
+    denied = member.put(f"/projects/{a.default_project}/prompt-logging",
+                        json={"enabled": True, "retention_seconds": 60})  # fmt: skip
+    assert denied.status_code == 403 and denied.json()["error"]["type"] == "permission_denied"
+    assert member.put(path, json={"enabled": False}).status_code == 404  # not its project
+    on = ok(admin.put(path, json={"enabled": True, "retention_seconds": 3600}))
+    assert on["prompt_log_retention_seconds"] == 3600
+    off = ok(admin.put(path, json={"enabled": False}))
+    assert off["prompt_log_retention_seconds"] is None
+    events = ok(a.clients["tenant_admin"].get(f"/tenants/{a.id}/audit", params={"limit": 50}))
+    mine = [e for e in events["data"] if e["action"] == "project.prompt_logging"]
+    assert [e["details"] for e in mine[:2]] == [
+        {"retention_seconds": None},
+        {"retention_seconds": 3600},
+    ]

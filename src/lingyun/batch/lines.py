@@ -21,7 +21,8 @@ from starlette.requests import Request
 
 from lingyun.admission.capacity import FairQueue
 from lingyun.errors import LingyunError, RateLimitError, ServiceUnavailableError
-from lingyun.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint, Gateway, _context
+from lingyun.gateway.intake import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint, context_for
+from lingyun.gateway.pipeline import Gateway
 from lingyun.protocol.wire import parse_request
 from lingyun.tenancy.service import KeyInfo
 
@@ -80,7 +81,7 @@ async def run_line(
         rid = request_id if attempt == 0 else f"{request_id}.{attempt}"
         try:
             parsed = parse_request(endpoint.model, raw)
-            ctx = _context(endpoint, parsed, len(raw))
+            ctx = context_for(endpoint, parsed, len(raw))
         except LingyunError as err:
             return _failed(err, rid), attempt
         ctx.key = key

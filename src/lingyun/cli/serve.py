@@ -33,6 +33,14 @@ def serve(
             help="Run replicas on this Ray cluster: auto, HOST:PORT or ray://HOST:PORT.",
         ),
     ] = None,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-endpoint",
+            help="Send traces (a span per pipeline stage) to this OTLP/HTTP collector, "
+            "e.g. http://127.0.0.1:4318. Off by default.",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Serve the OpenAI-compatible API and start every declared deployment's replicas."""
@@ -49,6 +57,7 @@ def serve(
         port=port,
         redis_url=redis_url,
         ray_address=ray_address,
+        otlp_endpoint=otlp_endpoint,
     )
     install_log_context()  # every line names the request it was written for
     logging.basicConfig(

@@ -12,10 +12,15 @@ from lingyun.cli.common import (
     DataDirOpt,
     JsonOpt,
     emit_json,
+    fail,
     run_with_db,
     settings_from,
 )
+from lingyun.errors import LingyunError
+from lingyun.store.db import Database
+from lingyun.store.models import Project
 from lingyun.tenancy.audit import CLI_ACTOR
+from lingyun.tenancy.prompt_logging import parse_retention, set_prompt_logging
 from lingyun.tenancy.service import TenancyService
 
 tenants = typer.Typer(no_args_is_help=True, help="Organisations that own projects and keys.")
@@ -99,3 +104,45 @@ def create_project(
         emit_json({"id": project.id, "name": project.name, "tenant_id": project.tenant_id})
     else:
         typer.echo(f"Created project {project.name} ({project.id}) in tenant {tenant}.")
+
+
+@projects.command("prompt-logging")
+def prompt_logging(
+    name: Annotated[str, typer.Argument(help="Project name.")],
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name.")],
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            "--retention", help="Turn it on, keeping text this long: 3600, 90s, 30m, 12h, 7d."
+        ),
+    ] = None,
+    off: Annotated[
+        bool, typer.Option("--off", help="Turn it off and erase what is stored.")
+    ] = False,
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store this project's prompts and completions for a retention period, or stop.
+
+    Running gateways see the change when they next look a key up (within the key cache's TTL).
+    """
+    if (retention is None) == (not off):
+        fail("Give --retention DURATION to turn prompt logging on, or --off.")
+    try:
+        seconds = None if off else parse_retention(retention or "")
+    except LingyunError as exc:
+        fail(str(exc))
+
+    async def work(db: Database) -> Project:
+        _, project = await TenancyService(db).project(tenant, name)
+        return await set_prompt_logging(db, project.id, seconds, CLI_ACTOR)
+
+    project = run_with_db(settings_from(config, data_dir, database_url), work)
+    if as_json:
+        emit_json({"id": project.id, "prompt_log_retention_seconds": seconds})
+    elif seconds is None:
+        typer.echo(f"Prompt logging of {tenant}/{name} is off; its stored prompts are erased.")
+    else:
+        typer.echo(f"Prompt logging of {tenant}/{name} is on, kept {seconds} s.")

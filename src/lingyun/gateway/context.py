@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lingyun.config import DeploymentConfig
     from lingyun.gateway.reply import ReplyLog
+    from lingyun.observability.otel import Trace
+    from lingyun.observability.transcript import Transcript
     from lingyun.serving.replica import Replica
     from lingyun.tenancy.service import KeyInfo
 
@@ -84,6 +86,10 @@ class RequestContext:
     # Priority band: "interactive" (the API) or "batch" (a Batch API line, run in spare
     # capacity and priced at the model's batch multiplier).
     lane: str = "interactive"
+    # The request's spans when traces are on (observability/tracing.py), else None.
+    trace: Trace | None = None
+    # Prompt and completion text, only for a project with prompt logging on (else None).
+    transcript: Transcript | None = None
 
     def retarget(self, model: str, attempt: int) -> RequestContext:
         """A fresh context for the same request sent to a fallback model: its own id (so
@@ -104,6 +110,7 @@ class RequestContext:
             model=model,
             client_request_id=self.client_request_id,
             lane=self.lane,
+            trace=self.trace,
         )
 
     async def reservation_decided(self) -> None:

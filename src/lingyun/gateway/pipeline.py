@@ -12,10 +12,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -29,25 +27,21 @@ from lingyun.errors import (
 from lingyun.gateway import resume
 from lingyun.gateway.admit import Admission
 from lingyun.gateway.authenticate import Authenticator
-from lingyun.gateway.body import read_body
 from lingyun.gateway.context import RequestContext
 from lingyun.gateway.failover import RetryBudget, falls_back
+from lingyun.gateway.intake import EMBEDDINGS, Endpoint, context_for, read_body
 from lingyun.gateway.queue import CapacityQueue
 from lingyun.gateway.relay import Relay, ReplicaUnreachableError, Upstream, record_error
 from lingyun.gateway.resolve import ModelCatalog
 from lingyun.gateway.route import RouterChain
 from lingyun.gateway.settle import Settler
 from lingyun.observability import hooks as obs
-from lingyun.protocol.wire import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
-    RerankRequest,
-    parse_request,
-)
+from lingyun.observability import tracing
+from lingyun.protocol.wire import parse_request
 from lingyun.serving.replica import Replica, ReplicaSource
 
 if TYPE_CHECKING:
+    from lingyun.observability.otel import Trace
     from lingyun.serving.channels import ChannelRegistry
 
 logger = logging.getLogger(__name__)
@@ -63,18 +57,6 @@ class Activator(Protocol):
     def replicas(self, deployment: str) -> Sequence[Replica]: ...
 
     async def activate(self, deployment: str, timeout_s: float) -> bool: ...
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str
-    model: type[BaseModel]
-
-
-CHAT = Endpoint("chat.completions", ChatCompletionRequest)
-COMPLETIONS = Endpoint("completions", CompletionRequest)
-EMBEDDINGS = Endpoint("embeddings", EmbeddingRequest)
-RERANK = Endpoint("rerank", RerankRequest)
 
 
 class Gateway:
@@ -108,15 +90,28 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
 
     async def handle(self, request: Request, endpoint: Endpoint) -> Response:
-        key = await self.authenticator.authenticate(request.headers.get("authorization"))
-        raw = await read_body(request, self.max_body_bytes)
-        parsed = parse_request(endpoint.model, raw)
-        ctx = _context(endpoint, parsed, len(raw))
-        obs.bind(ctx, request)  # observability: request ids
-        ctx.key = key
-        ctx.session_id = request.headers.get("x-session-id")
-        ctx.model = ctx.body["model"]
-        return await self.run(request, ctx)
+        trace = tracing.start(request.headers, endpoint.name)  # None unless traces are on
+        status: int | None = None  # unknown when the request is cancelled or a bug escapes
+        try:
+            with tracing.stage(trace, "authenticate"):
+                key = await self.authenticator.authenticate(request.headers.get("authorization"))
+            raw = await read_body(request, self.max_body_bytes)
+            parsed = parse_request(endpoint.model, raw)
+            ctx = context_for(endpoint, parsed, len(raw))
+            obs.bind(ctx, request)  # observability: request ids
+            ctx.key, ctx.trace = key, trace
+            ctx.session_id = request.headers.get("x-session-id")
+            ctx.model = ctx.body["model"]
+            resp = await self.run(request, ctx)
+            if isinstance(resp, _StreamResponse):  # its root span ends with the stream
+                resp.trace, trace = trace, None
+            status = resp.status_code
+            return resp
+        except LingyunError as err:
+            status = err.status_code
+            raise
+        finally:
+            tracing.end(trace, status)
 
     async def run(self, request: Request, ctx: RequestContext) -> Response:
         """An authenticated, parsed request: the first model, then its fallbacks (the Batch
@@ -156,18 +151,22 @@ class Gateway:
         assert ctx.key is not None
         finish = _Finisher(self, ctx)
         handed_off = False
+        obs.transcribe(ctx)  # prompt logging, for projects that turned it on
         try:
-            ctx.deployment = self.catalog.resolve(ctx.key, ctx.model)
-            ctx.adapter = self.catalog.adapter_of(ctx.model)
-            # prices, grants, quotas, limits, usage: by the canonical name, never an alias
-            ctx.model = self.catalog.canonical(ctx.model)
+            with tracing.stage(ctx.trace, "resolve"):
+                ctx.deployment = self.catalog.resolve(ctx.key, ctx.model)
+                ctx.adapter = self.catalog.adapter_of(ctx.model)
+                # prices, grants, quotas, limits, usage: by the canonical name, never an alias
+                ctx.model = self.catalog.canonical(ctx.model)
             _check_output_bound(ctx, ctx.deployment)
             _bound_output(ctx, ctx.deployment)
             self.retry_budget.deposit(ctx.deployment.name)
-            await self.admission.admit(ctx)
+            with tracing.stage(ctx.trace, "admit"):
+                await self.admission.admit(ctx)
             finish.admitted = True
             # A client that leaves while queued gives up its place and its reservation.
-            await _unless_disconnected(request, obs.queued(ctx, self.queue.acquire(ctx)))
+            with tracing.stage(ctx.trace, "queue"):
+                await _unless_disconnected(request, obs.queued(ctx, self.queue.acquire(ctx)))
             finish.queued = True
             if ctx.stream:
                 resume.track(ctx)  # mid-stream failover, where the deployment enables it
@@ -226,7 +225,8 @@ class Gateway:
             ]
             if not tried and not any(r.healthy for r in candidates):
                 candidates = await self._activate(dep, candidates)
-            replica = self.router.route(ctx, candidates)
+            with tracing.stage(ctx.trace, "route"):
+                replica = self.router.route(ctx, candidates)
             finish.take_replica(replica)
             try:
                 return await call(ctx)
@@ -285,7 +285,9 @@ class _Finisher:
                 if self.admitted:
                     await gw.admission.release(ctx)
             finally:
-                gw.settler.settle(ctx)
+                tracing.finish(ctx.trace, "relay")
+                with tracing.stage(ctx.trace, "settle"):
+                    gw.settler.settle(ctx)
                 obs.observe(ctx)  # observability: metrics + request log; move onto Outcome
 
 
@@ -299,6 +301,7 @@ class _StreamResponse(StreamingResponse):
             headers={**_headers(finish.ctx), "cache-control": "no-cache"},
         )
         self._finish = finish
+        self.trace: Trace | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = self._finish.ctx
@@ -309,6 +312,7 @@ class _StreamResponse(StreamingResponse):
             if not ctx.stream_ended and ctx.status_code == 200:
                 ctx.status_code, ctx.error_code = 499, "client_disconnected"
             await self._finish()
+            tracing.end(self.trace, ctx.status_code)
 
 
 def _bound_output(ctx: RequestContext, dep: DeploymentConfig) -> None:
@@ -331,40 +335,6 @@ def _check_output_bound(ctx: RequestContext, dep: DeploymentConfig) -> None:
 
 def _headers(ctx: RequestContext) -> dict[str, str]:
     return {**ctx.response_headers, "x-request-id": obs.public_id(ctx)}
-
-
-def _context(endpoint: Endpoint, parsed: BaseModel, body_bytes: int) -> RequestContext:
-    ctx = _context_of(endpoint, parsed)
-    ctx.body_bytes = body_bytes
-    return ctx
-
-
-def _context_of(endpoint: Endpoint, parsed: BaseModel) -> RequestContext:
-    body = parsed.model_dump(exclude_unset=True)
-    body["model"] = parsed.model  # type: ignore[attr-defined]
-    if isinstance(parsed, ChatCompletionRequest | CompletionRequest):
-        parsed.stop_list()  # validates the count
-        return RequestContext(
-            endpoint=endpoint.name,
-            body=body,
-            stream=parsed.stream,
-            client_wants_usage=parsed.wants_usage_chunk(),
-            client_continuous_usage=parsed.wants_continuous_usage(),
-            max_output_tokens=parsed.output_limit(),
-            choices=parsed.n,
-        )
-    if isinstance(parsed, EmbeddingRequest):
-        parsed.inputs()  # validates emptiness
-    if isinstance(parsed, RerankRequest):
-        parsed.texts()
-    return RequestContext(
-        endpoint=endpoint.name,
-        body=body,
-        stream=False,
-        client_wants_usage=False,
-        client_continuous_usage=False,
-        max_output_tokens=0,
-    )
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:

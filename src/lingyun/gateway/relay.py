@@ -27,6 +27,7 @@ import aiohttp
 from lingyun.errors import LingyunError, UpstreamError, UpstreamTimeoutError
 from lingyun.gateway.chunks import Renamer, without_usage
 from lingyun.gateway.context import RequestContext
+from lingyun.observability import tracing
 from lingyun.protocol import sse
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ class Relay:
         }
         if ctx.client_request_id:  # observability: our own id (the ledger's) as well
             headers["x-lingyun-request-id"] = ctx.request_id
+        if ctx.trace is not None:  # the relay span's W3C traceparent
+            headers.update(tracing.begin(ctx.trace, "relay"))
         url = replica.base_url + PATHS[ctx.endpoint]
         return url, json.dumps(body, ensure_ascii=False).encode(), headers
 
@@ -172,6 +175,8 @@ class Relay:
         if err is not None:
             raise err
         take_usage(ctx, payload.get("usage"))
+        if ctx.transcript is not None:  # prompt logging, for projects that turned it on
+            ctx.transcript.answer(payload)
         renamed = Renamer(ctx.adapter or ctx.replica.model_id, ctx.model)(raw, payload)
         if renamed is not None:
             return renamed
@@ -290,6 +295,8 @@ def _event(ctx: RequestContext, data: bytes, rename: Renamer) -> bytes | None:
         ctx.streamed_pieces += 1
         for hook in ctx.token_hooks:
             hook(1)
+        if ctx.transcript is not None:
+            ctx.transcript.chunk(chunk)
         if usage and not ctx.client_continuous_usage:
             # usage on every chunk is our request to the engine, not the client's
             chunk["usage"] = None

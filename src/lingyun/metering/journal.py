@@ -23,7 +23,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from lingyun.errors import ServiceUnavailableError
@@ -33,7 +32,7 @@ from lingyun.metering.deliveries import DeliveryLog
 from lingyun.metering.headroom import Headroom
 from lingyun.metering.holds import Hold, Settlement
 from lingyun.metering.reconcile import open_reservations_of, renew_lease, touch_lease
-from lingyun.store.db import Database
+from lingyun.store.db import Database, unreachable
 from lingyun.store.ledger import GatewayLease, Reservation
 from lingyun.store.models import utcnow
 
@@ -78,6 +77,7 @@ class Journal:
         self._renewed = float("-inf")
         self._committed_at_renewal = 0
         self._synced = 0  # commits made durable against a power loss by the last sync
+        self.commit_seconds: Callable[[float], None] = _ignore  # each commit's time (metrics)
 
     # --- the request path -------------------------------------------------------------
 
@@ -131,6 +131,10 @@ class Journal:
         self._settles.append(settlement)
         self._kick()
 
+    def backlog(self) -> tuple[int, int]:
+        """Reservations and settlements queued, not yet committed: the journal's lag."""
+        return len(self._reserves), len(self._settles)
+
     def _kick(self) -> None:
         self._idle.clear()
         self._wake.set()
@@ -178,8 +182,10 @@ class Journal:
             settles, self._settles = self._settles, []
             if reserves or settles:
                 self._taken += 1
+                started = time.perf_counter()
                 await self._commit(reserves, settles)
                 self._committed += 1
+                self.commit_seconds(time.perf_counter() - started)
             if not (self._reserves or self._settles):
                 self._idle.set()
 
@@ -187,7 +193,7 @@ class Journal:
         try:
             outcomes = await self._transaction(reserves, settles)
         except Exception as exc:
-            if _unreachable(exc) or len(reserves) + len(settles) == 1:
+            if unreachable(exc) or len(reserves) + len(settles) == 1:
                 await self._failed(reserves, settles, exc)
                 return
             # One bad row must not stop billing for everyone: commit each alone, so only
@@ -255,7 +261,7 @@ class Journal:
         self.headroom.forget()  # until the database answers again, every request waits
         for hold in reserves:
             _resolve(hold, refusal)
-        if not _unreachable(exc):
+        if not unreachable(exc):
             for s in settles:
                 logger.error(
                     "settlement of %s refused by the database (%s); left to reconciliation",
@@ -374,15 +380,6 @@ class Journal:
         return settled
 
 
-def _unreachable(exc: Exception) -> bool:
-    """The database is away (worth retrying), rather than refusing these rows."""
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OSError)
-
-
 def _retrieved(decided: asyncio.Future[None]) -> None:
     """Mark a refusal as seen: a request that ended before its gate never awaits it."""
     if not decided.cancelled():
@@ -396,3 +393,7 @@ def _resolve(hold: Hold, outcome: Exception | None) -> None:
         hold.decided.set_result(None)
     else:
         hold.decided.set_exception(outcome)
+
+
+def _ignore(_seconds: float) -> None:
+    pass

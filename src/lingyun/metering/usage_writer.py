@@ -2,7 +2,8 @@
 
 A request never waits for a database round trip of its own. ``flush()`` on shutdown writes
 what is queued. (The durable, crash-proof ledger with reservations is the billing layer's;
-this writer records what happened for usage reports.)
+this writer records what happened for usage reports.) Prompt logging writes its table with
+the same writer (``table=PromptRecord``).
 """
 
 from __future__ import annotations
@@ -12,26 +13,36 @@ import contextlib
 import logging
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import Table, insert
+from sqlalchemy.exc import DBAPIError
 
 from lingyun.lifecycle import supervised
-from lingyun.store.db import Database
+from lingyun.store.db import Database, unreachable
 from lingyun.store.models import UsageRecord
 
 logger = logging.getLogger(__name__)
 
 
 class UsageWriter:
-    def __init__(self, db: Database, max_batch: int = 500, max_delay_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_batch: int = 500,
+        max_delay_s: float = 0.05,
+        *,
+        table: type[Any] = UsageRecord,
+        name: str = "usage-writer",
+    ) -> None:
         self.db = db
+        self.table: Table = table.__table__
+        self.name = name
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = supervised("usage-writer", self._run)
+        self._task = supervised(self.name, self._run)
 
     def submit(self, row: dict[str, Any]) -> None:
         self._queue.put_nowait(row)
@@ -62,8 +73,10 @@ class UsageWriter:
             try:
                 await self._write(rows)
             except DBAPIError as exc:
-                if exc.connection_invalidated or _is_outage(exc):
-                    logger.warning("usage rows not written (%s); retrying in 1 s", exc.orig)
+                if unreachable(exc):
+                    logger.warning(
+                        "%s: rows not written (%s); retrying in 1 s", self.name, exc.orig
+                    )
                     for row in rows:
                         self._queue.put_nowait(row)
                     await asyncio.sleep(1.0)
@@ -77,17 +90,14 @@ class UsageWriter:
                 await self._write([row])
             except DBAPIError:
                 logger.exception(
-                    "dropping usage row %s that the database refuses", row.get("request_id")
+                    "%s: dropping row %s that the database refuses",
+                    self.name,
+                    row.get("request_id"),
                 )
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         async with self.db.session() as s:
-            await s.execute(insert(UsageRecord), rows)
+            await s.execute(insert(self.table), rows)
             await s.commit()
-
-
-def _is_outage(exc: DBAPIError) -> bool:
-    """The database is unreachable or busy (retry later), not refusing these rows."""
-    return isinstance(exc, OperationalError | InterfaceError)

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 
 from lingyun.observability import labels, metrics
 from lingyun.observability.fast import Batch, child
+from lingyun.observability.prompt_log import PromptLog
 from lingyun.observability.request_log import RequestLog
+from lingyun.observability.transcript import Transcript
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -45,10 +47,12 @@ REFUSAL_REASONS = {
 
 @dataclass
 class Observer:
-    """What is on: metrics, the request log. Configured once at server start."""
+    """What is on: metrics, the request log, prompt logging (for projects that ask for it).
+    Configured once at server start."""
 
     metrics: bool = True
     log: RequestLog | None = None
+    prompts: PromptLog | None = None
 
 
 OBSERVER = Observer()
@@ -69,6 +73,13 @@ def bind(ctx: RequestContext, request: Request) -> None:
         ctx.request_id = rid
     ctx.client_request_id = state.get("client_request_id")
     state["observed"] = True  # the pipeline counts it; the middleware need not
+
+
+def transcribe(ctx: RequestContext) -> None:
+    """Prompt logging: only a key whose project turned it on gets a transcript."""
+    key = ctx.key
+    if key is not None and key.prompt_log_retention_s and OBSERVER.prompts is not None:
+        ctx.transcript = Transcript(ctx.body, key.prompt_log_retention_s)
 
 
 def public_id(ctx: RequestContext) -> str:
@@ -138,6 +149,8 @@ def observe(ctx: RequestContext) -> None:
             _count(ctx, end)
         if OBSERVER.log is not None:
             OBSERVER.log.write(ctx, end, provider_of(ctx))
+        if ctx.transcript is not None and OBSERVER.prompts is not None:
+            OBSERVER.prompts.submit(ctx)
     except Exception:
         logger.exception("could not observe request %s", ctx.request_id)
 

@@ -108,6 +108,12 @@ UPSTREAM_ERRORS = Counter(
     ["provider", "code"],
     registry=REGISTRY,
 )
+JOURNAL_COMMIT = Histogram(
+    "lingyun_journal_commit_seconds",
+    "Time of each metering journal batch commit (one transaction for many requests).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
 BUILD = Gauge(
     "lingyun_build_info",
     "Always 1; the version label says which Lingyun answers.",

@@ -2,7 +2,7 @@
 
 ``install(app, settings)`` at app creation (middleware, routes, the request log);
 ``await start(app, settings, db, supervisor, deployments)`` in the lifespan, which returns a
-handle whose ``stop()`` runs at shutdown (the replica scraper, the ops listener).
+handle whose ``stop()`` runs at shutdown (the replica scraper, the ops listener, traces).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI
+from prometheus_client.registry import Collector
 
 from lingyun.config import DeploymentConfig, Settings
-from lingyun.observability import hooks
+from lingyun.observability import hooks, journal_lag, tracing
 from lingyun.observability.collectors import ServingCollector
 from lingyun.observability.health import Readiness, migration_heads
+from lingyun.observability.prompt_log import PromptLog
 from lingyun.observability.replica_signals import ReplicaScraper
 from lingyun.observability.request_id import RequestIdMiddleware, install_log_context
 from lingyun.observability.request_log import RequestLog
@@ -43,6 +45,7 @@ def install(app: FastAPI, settings: Settings) -> None:
 @dataclass
 class Running:
     scraper: ReplicaScraper | None = None
+    prompts: PromptLog | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     servers: list[object] = field(default_factory=list)
 
@@ -54,6 +57,10 @@ class Running:
                 await asyncio.wait_for(task, timeout=5)
         if self.scraper is not None:
             await self.scraper.stop()
+        tracing.shutdown()  # flushes the spans still queued
+        if self.prompts is not None:
+            hooks.OBSERVER.prompts = None
+            await self.prompts.stop()
 
 
 def _self_hosted(
@@ -77,14 +84,23 @@ async def start(
     deployments: Callable[[], Sequence[DeploymentConfig]],
 ) -> Running:
     running = Running()
+    tracing.configure(settings.otlp_endpoint)
+    running.prompts = hooks.OBSERVER.prompts = PromptLog(db, settings.prompt_log_purge_interval_s)
+    running.prompts.start()
+    if settings.otlp_endpoint:
+        logger.info("traces to %s (OTLP/HTTP)", settings.otlp_endpoint)
     if settings.metrics:
         running.scraper = ReplicaScraper(
             _self_hosted(sup, deployments), settings.replica_metrics_interval_s
         )
         running.scraper.start()
+    collectors: list[Collector] = [ServingCollector(sup.status, sup.replicas, running.scraper)]
+    journal = getattr(app.state, "journal", None)  # None with metering off
+    if settings.metrics and journal is not None:
+        collectors.append(journal_lag.watch(journal))
     app.state.ops = Ops(
         readiness=Readiness(db, deployments, sup.status, migration_heads()),
-        collectors=[ServingCollector(sup.status, sup.replicas, running.scraper)],
+        collectors=collectors,
         metrics_on=settings.metrics,
         token=settings.metrics_token,
         public=settings.metrics_public,

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -84,16 +85,23 @@ class Database:
         SQLite: a passive WAL checkpoint, which fsyncs the WAL first. PostgreSQL's WAL
         writer flushes asynchronous commits within ``wal_writer_delay`` (200 ms) by itself.
         """
+        await self.checkpoint("PASSIVE")
+
+    async def checkpoint(self, mode: str) -> None:
+        """SQLite: a WAL checkpoint (``PASSIVE``; ``TRUNCATE`` also empties the WAL file, so
+        erased rows leave no old frames behind). Nothing to do on PostgreSQL."""
         if self._sync is None or self._thread is None:
             return
         engine = self._sync
+        if mode not in ("PASSIVE", "TRUNCATE"):
+            raise ValueError(f"checkpoint mode {mode!r}: use PASSIVE or TRUNCATE")
 
         def run() -> None:
             # On the raw connection, outside any transaction: inside one (SQLAlchemy's
             # begin event opens BEGIN IMMEDIATE) SQLite refuses it as "table is locked".
             raw = engine.raw_connection()
             try:
-                raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                raw.cursor().execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
             finally:
                 raw.close()
 
@@ -149,3 +157,12 @@ def _sqlite_pragmas_fast(dbapi_conn: Any, record: Any) -> None:
     # consistent; ``Database.sync`` bounds what a power loss can take.
     _sqlite_pragmas(dbapi_conn, record)
     dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """The database is away or busy (worth retrying), rather than refusing these rows."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OSError)

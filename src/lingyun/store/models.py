@@ -69,6 +69,8 @@ class Project(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Prompt logging: how long prompts and completions are kept; None = never stored.
+    prompt_log_retention_s: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class ApiKey(Base):

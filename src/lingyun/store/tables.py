@@ -6,6 +6,26 @@ here, next to the data it owns.
 
 from __future__ import annotations
 
-from lingyun.store import access, adapters, batches, channels, ledger, limits, models, serving
+from lingyun.store import (
+    access,
+    adapters,
+    batches,
+    channels,
+    ledger,
+    limits,
+    models,
+    prompts,
+    serving,
+)
 
-__all__ = ["access", "adapters", "batches", "channels", "ledger", "limits", "models", "serving"]
+__all__ = [
+    "access",
+    "adapters",
+    "batches",
+    "channels",
+    "ledger",
+    "limits",
+    "models",
+    "prompts",
+    "serving",
+]

@@ -30,6 +30,8 @@ class KeyInfo:
     expires_at: datetime | None
     # The tenant's share under the fair scheduler (proportional to weight).
     tenant_weight: float = 1.0
+    # Prompt logging of the key's project: seconds its text is kept; None = not stored.
+    prompt_log_retention_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,13 @@ class TenancyService:
         async with self.db.session() as s:
             row = (
                 await s.execute(
-                    select(ApiKey, Tenant.name, Tenant.weight, Project.name)
+                    select(
+                        ApiKey,
+                        Tenant.name,
+                        Tenant.weight,
+                        Project.name,
+                        Project.prompt_log_retention_s,
+                    )
                     .join(Tenant, Tenant.id == ApiKey.tenant_id)
                     .join(Project, Project.id == ApiKey.project_id)
                     .where(which, ApiKey.revoked_at.is_(None))
@@ -254,9 +262,10 @@ class TenancyService:
             ).first()
         if row is None:
             return None
-        key, tenant_name, weight, project_name = row
+        key, tenant_name, weight, project_name, retention = row
         if key.expires_at is not None and key.expires_at <= utcnow():
             return None
         return KeyInfo(
-            key.id, key.tenant_id, tenant_name, key.project_id, project_name, key.expires_at, weight
-        )
+            key.id, key.tenant_id, tenant_name, key.project_id, project_name, key.expires_at,
+            weight, retention,
+        )  # fmt: skip

@@ -22,7 +22,10 @@ def tenant(t: Tenant) -> TenantResponse:
 
 
 def project(p: Project) -> ProjectResponse:
-    return ProjectResponse(id=p.id, tenant_id=p.tenant_id, name=p.name, created_at=p.created_at)
+    return ProjectResponse(
+        id=p.id, tenant_id=p.tenant_id, name=p.name, created_at=p.created_at,
+        prompt_log_retention_seconds=p.prompt_log_retention_s,
+    )  # fmt: skip
 
 
 def key(k: ApiKey) -> KeyResponse:

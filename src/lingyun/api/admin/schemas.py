@@ -95,6 +95,15 @@ class ProjectResponse(BaseModel):
     tenant_id: str
     name: str
     created_at: datetime
+    # Prompt logging: seconds prompts and completions are kept; null = off (never stored).
+    prompt_log_retention_seconds: int | None = None
+
+
+class PromptLoggingRequest(_Request):
+    """Turn a project's prompt logging on (``enabled`` with a retention) or off."""
+
+    enabled: bool
+    retention_seconds: int | None = Field(default=None, gt=0)
 
 
 # -- keys ----------------------------------------------------------------------------------

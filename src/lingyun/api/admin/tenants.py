@@ -15,11 +15,14 @@ from lingyun.api.admin.schemas import (
     ListResponse,
     ProjectCreateRequest,
     ProjectResponse,
+    PromptLoggingRequest,
     TenantCreateRequest,
     TenantResponse,
     TenantUpdateRequest,
 )
 from lingyun.api.usage import EndQuery, StartQuery, UsageResponse, usage_response
+from lingyun.errors import InvalidRequestError
+from lingyun.tenancy.prompt_logging import set_prompt_logging
 
 router = APIRouter(tags=["admin: tenants"])
 
@@ -76,6 +79,24 @@ async def create_project(
 @router.get("/projects/{project_id}", response_model=ProjectResponse)
 async def get_project(project_id: IdPath, ctx: AdminCtx) -> ProjectResponse:
     return convert.project(await ctx.visible_project(project_id))
+
+
+@router.put("/projects/{project_id}/prompt-logging", response_model=ProjectResponse)
+async def put_prompt_logging(
+    project_id: IdPath, body: PromptLoggingRequest, ctx: AdminCtx
+) -> ProjectResponse:
+    """Store prompts and completions of this project for ``retention_seconds``, or stop (and
+    erase what is stored). The project's, its tenant's or the platform's admins only."""
+    project = await ctx.visible_project(project_id)
+    ctx.principal.require_project_admin(project.tenant_id, project.id)
+    if body.enabled and body.retention_seconds is None:
+        raise InvalidRequestError(
+            "Turning prompt logging on needs retention_seconds.", param="retention_seconds"
+        )
+    retention = body.retention_seconds if body.enabled else None
+    project = await set_prompt_logging(ctx.db, project_id, retention, ctx.actor)
+    ctx.keys_changed()  # this gateway's keys carry the setting: look them up again
+    return convert.project(project)
 
 
 @router.get("/tenants/{tenant_id}/usage", response_model=UsageResponse)

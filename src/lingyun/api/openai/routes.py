@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from lingyun.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, RERANK, Gateway
+from lingyun.gateway.intake import CHAT, COMPLETIONS, EMBEDDINGS, RERANK
+from lingyun.gateway.pipeline import Gateway
 from lingyun.protocol.wire import (
     ChatCompletionRequest,
     CompletionRequest,

@@ -194,7 +194,7 @@ class Worker:
 
     def _log(self, request: Request, run: Run, outcome: str) -> None:
         if self.usage_log is not None:
-            self.usage_log.write(request.headers.get("x-request-id", ""), run.usage(), outcome)
+            self.usage_log.write(request.headers, run.usage(), outcome)
 
     def _body(
         self, rid: str, obj: str, choices: list[dict[str, Any]], run: Run, model: str

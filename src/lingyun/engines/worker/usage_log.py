@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -16,6 +17,10 @@ class UsageLog:
     def __init__(self, path: str) -> None:
         self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
 
-    def write(self, request_id: str, usage: dict[str, Any], outcome: str) -> None:
-        record = {"request_id": request_id, "outcome": outcome, **usage}
+    def write(self, headers: Mapping[str, str], usage: dict[str, Any], outcome: str) -> None:
+        """One line: the gateway's request id (and its relay span's ``traceparent`` when
+        traces are on), how the request ended, and the counts."""
+        record = {"request_id": headers.get("x-request-id", ""), "outcome": outcome, **usage}
+        if traceparent := headers.get("traceparent"):
+            record["traceparent"] = traceparent
         self._file.write(json.dumps(record) + "\n")
