@@ -29,6 +29,7 @@ from lingyun.gateway.pipeline import Gateway
 from lingyun.gateway.relay import Relay
 from lingyun.gateway.resolve import ModelCatalog
 from lingyun.gateway.route import RouterChain
+from lingyun.gateway.routing.load import EngineLoad
 from lingyun.gateway.settle import Settler
 from lingyun.metering.admission import BillingAdmission
 from lingyun.metering.deliveries import DeliveryLog, delivery_path
@@ -42,6 +43,7 @@ from lingyun.serving.channels import ChannelRegistry
 from lingyun.serving.channels.keeper import ChannelKeeper
 from lingyun.serving.deployments import DeploymentStore, merge
 from lingyun.serving.factory import make_supervisor
+from lingyun.serving.pool import PooledSupervisor
 from lingyun.serving.supervisor import Supervisor
 from lingyun.store.db import Database
 from lingyun.tenancy.runtime import TenancyRuntime
@@ -92,12 +94,13 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.db = db
         app.state.supervisor = supervisor
         app.state.started_at = time.time()
+        engine_load = EngineLoad()  # scored by engines' own signals once they are scraped
         app.state.gateway = Gateway(
             authenticator=Authenticator(TenancyService(db).lookup_key, on_use=tenancy.key_used),
             catalog=catalog,
             admission=AdmissionChain(policies),
             queue=control.queue,
-            router=RouterChain(),
+            router=RouterChain(load=engine_load),
             relay=relay,
             settler=Settler(writer),
             replicas=supervisor,
@@ -109,6 +112,10 @@ def create_app(settings: Settings) -> FastAPI:
         writer.start()
         await supervisor.start(deployments)
         ops = await observability.start(app, settings, db, supervisor, catalog.deployments)
+        if ops.scraper is not None:
+            engine_load.attach(ops.scraper.signals)
+            if isinstance(supervisor, PooledSupervisor):
+                supervisor.signals = ops.scraper.of
         keeper = ChannelKeeper(channels, db)
         keeper.start()
         batch_plane = BatchPlane.build(settings, db, app.state.gateway)
