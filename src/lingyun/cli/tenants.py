@@ -15,6 +15,8 @@ from lingyun.cli.common import (
     run_with_db,
     settings_from,
 )
+from lingyun.store.db import Database
+from lingyun.store.models import Project
 from lingyun.tenancy.audit import CLI_ACTOR
 from lingyun.tenancy.service import TenancyService
 
@@ -99,3 +101,25 @@ def create_project(
         emit_json({"id": project.id, "name": project.name, "tenant_id": project.tenant_id})
     else:
         typer.echo(f"Created project {project.name} ({project.id}) in tenant {tenant}.")
+
+
+@projects.command("priority")
+def project_priority(
+    name: Annotated[str, typer.Argument(help="Project name.")],
+    priority: Annotated[str, typer.Argument(help="interactive, standard, batch, or none.")],
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name.")],
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Set the priority band of the project's keys (a key's own priority overrides it)."""
+    settings = settings_from(config, data_dir, database_url)
+    value = None if priority == "none" else priority
+
+    async def apply(db: Database) -> None:
+        service = TenancyService(db)
+        _, project = await service.project(tenant, name)
+        await service.set_priority(Project, project.id, value, actor=CLI_ACTOR)
+
+    run_with_db(settings, apply)
+    typer.echo(f"Project {tenant}/{name}: priority {priority}.")

@@ -69,6 +69,8 @@ class Project(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Capacity-queue band of its keys' requests (tenancy/priority.py); None: the default.
+    priority: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class ApiKey(Base):
@@ -88,6 +90,8 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Overrides its project's priority when set.
+    priority: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class UsageRecord(Base):

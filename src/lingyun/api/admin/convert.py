@@ -15,6 +15,7 @@ from lingyun.api.admin.schemas import (
 )
 from lingyun.store.access import AuditEvent, ModelGrant, RoleBinding, User
 from lingyun.store.models import ApiKey, Project, Tenant
+from lingyun.tenancy.priority import checked
 from lingyun.tenancy.roles import Principal, Role
 from lingyun.tenancy.usage import UsageRow
 
@@ -24,14 +25,17 @@ def tenant(t: Tenant) -> TenantResponse:
 
 
 def project(p: Project) -> ProjectResponse:
-    return ProjectResponse(id=p.id, tenant_id=p.tenant_id, name=p.name, created_at=p.created_at)
+    return ProjectResponse(
+        id=p.id, tenant_id=p.tenant_id, name=p.name, created_at=p.created_at,
+        priority=checked(p.priority),
+    )  # fmt: skip
 
 
 def key(k: ApiKey) -> KeyResponse:
     return KeyResponse(
         id=k.id, tenant_id=k.tenant_id, project_id=k.project_id, name=k.name, prefix=k.prefix,
         created_at=k.created_at, expires_at=k.expires_at, revoked_at=k.revoked_at,
-        last_used_at=k.last_used_at,
+        last_used_at=k.last_used_at, priority=checked(k.priority),
     )  # fmt: skip
 
 

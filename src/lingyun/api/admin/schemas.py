@@ -14,6 +14,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from fastapi import Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from lingyun.tenancy.priority import Priority
 from lingyun.tenancy.roles import Role
 
 T = TypeVar("T")
@@ -97,6 +98,13 @@ class ProjectResponse(BaseModel):
     tenant_id: str
     name: str
     created_at: datetime
+    priority: Priority | None = None
+
+
+class PriorityUpdateRequest(_Request):
+    """A project's or key's capacity-queue band; null clears it (project's, else standard)."""
+
+    priority: Priority | None
 
 
 # -- keys ----------------------------------------------------------------------------------
@@ -117,6 +125,7 @@ class KeyResponse(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    priority: Priority | None = None
 
 
 class CreatedKeyResponse(KeyResponse):

@@ -14,6 +14,7 @@ from lingyun.api.admin.schemas import (
     EndQuery,
     IdPath,
     ListResponse,
+    PriorityUpdateRequest,
     ProjectCreateRequest,
     ProjectResponse,
     StartQuery,
@@ -22,6 +23,7 @@ from lingyun.api.admin.schemas import (
     TenantUpdateRequest,
     UsageResponse,
 )
+from lingyun.store.models import Project
 from lingyun.tenancy.usage import default_window, usage_report
 
 router = APIRouter(tags=["admin: tenants"])
@@ -79,6 +81,18 @@ async def create_project(
 @router.get("/projects/{project_id}", response_model=ProjectResponse)
 async def get_project(project_id: IdPath, ctx: AdminCtx) -> ProjectResponse:
     return convert.project(await ctx.visible_project(project_id))
+
+
+@router.patch("/projects/{project_id}", response_model=ProjectResponse)
+async def set_project_priority(
+    project_id: IdPath, body: PriorityUpdateRequest, ctx: AdminCtx
+) -> ProjectResponse:
+    """Priority bands are shared by every tenant of a deployment: a platform matter."""
+    await ctx.visible_project(project_id)
+    ctx.principal.require_platform_admin()
+    await ctx.tenancy.set_priority(Project, project_id, body.priority, actor=ctx.actor)
+    ctx.keys_changed()
+    return convert.project(await ctx.tenancy.project_by_id(project_id))
 
 
 @router.get("/tenants/{tenant_id}/usage", response_model=UsageResponse)
