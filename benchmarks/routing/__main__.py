@@ -8,8 +8,13 @@ stand-in prefix cache: an LRU of ``--cache-tokens`` prompt tokens, prefill at
 sequences decoding at once (the rest wait). Two workloads, each against a fresh tenant
 (so no cache is shared with an earlier phase):
 
-1. sessions: closed-loop clients hold multi-turn conversations (``--turns``) over a few long
-   shared system prompts; least-inflight vs prefix vs session.
+1. sessions: closed-loop clients hold multi-turn conversations (``--turns``) over long
+   shared system prompts; least-inflight vs prefix vs session. As on a real platform, the
+   distinct prefixes outgrow one replica's cache but fit in all of them together: by
+   default 12 prompts of 1,000 tokens against 5,120 cached tokens per replica (about five
+   prompts with their conversations' tails), 20,480 over the four. Routing that spreads
+   requests regardless of prompt makes every replica cycle through all 12 prompts; routing
+   by prefix keeps about three on each.
 2. skewed: single-turn requests, ``--hot-share`` of them on one hot system prompt (the
    rest short prompts);
    least-inflight vs prefix (guarded) vs prefix without the guard.
@@ -54,14 +59,14 @@ def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.routing", description=__doc__)
     p.add_argument("--quick", action="store_true", help="short windows (under 2 minutes)")
     p.add_argument("--replicas", type=int, default=4)
-    p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--prompts", type=int, default=2, help="shared system prompts")
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--prompts", type=int, default=12, help="shared system prompts")
     p.add_argument("--prompt-tokens", type=int, default=1000, help="system prompt length")
     p.add_argument("--turns", type=int, default=10)
     p.add_argument("--user-words", type=int, default=10)
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--hot-share", type=float, default=0.9)
-    p.add_argument("--cache-tokens", type=int, default=16384)
+    p.add_argument("--cache-tokens", type=int, default=5120, help="per replica")
     p.add_argument("--prefill-ms", type=float, default=3.0, help="per uncached prompt token")
     p.add_argument("--ttft-ms", type=float, default=10.0)
     p.add_argument("--itl-ms", type=float, default=30.0)
@@ -72,7 +77,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=None)
     p.add_argument("--window", type=float, default=None)
     args = p.parse_args()
-    args.warmup = args.warmup if args.warmup is not None else (5.0 if args.quick else 15.0)
+    args.warmup = args.warmup if args.warmup is not None else (10.0 if args.quick else 20.0)
     args.window = args.window if args.window is not None else (25.0 if args.quick else 90.0)
     return args
 

@@ -27,6 +27,7 @@ from lingyun.gateway.pipeline import Gateway
 from lingyun.gateway.relay import Relay
 from lingyun.gateway.resolve import ModelCatalog
 from lingyun.gateway.route import RouterChain
+from lingyun.gateway.routing.load import EngineLoad
 from lingyun.gateway.settle import Settler
 from lingyun.lifecycle import Lifecycle
 from lingyun.metering.admission import BillingAdmission
@@ -41,6 +42,7 @@ from lingyun.serving.channels import ChannelRegistry
 from lingyun.serving.channels.keeper import ChannelKeeper
 from lingyun.serving.deployments import DeploymentStore, merge
 from lingyun.serving.factory import make_supervisor
+from lingyun.serving.pool import PooledSupervisor
 from lingyun.serving.supervisor import Supervisor
 from lingyun.store.db import Database
 from lingyun.tenancy.runtime import TenancyRuntime
@@ -123,12 +125,13 @@ async def _start(app: FastAPI, settings: Settings, life: Lifecycle) -> None:
     app.state.db = db
     app.state.supervisor = supervisor
     app.state.started_at = time.time()
+    engine_load = EngineLoad()  # scored by engines' own signals once they are scraped
     app.state.gateway = Gateway(
         authenticator=Authenticator(TenancyService(db).lookup_key, on_use=tenancy.key_used),
         catalog=catalog,
         admission=AdmissionChain(policies),
         queue=control.queue,
-        router=RouterChain(),
+        router=RouterChain(load=engine_load),
         relay=relay,
         settler=Settler(writer),
         replicas=supervisor,
@@ -140,6 +143,10 @@ async def _start(app: FastAPI, settings: Settings, life: Lifecycle) -> None:
     await life.start("supervisor", lambda: supervisor.start(deployments), supervisor.stop)
     ops = await observability.start(app, settings, db, supervisor, catalog.deployments)
     await life.start("observability", None, ops.stop)
+    if ops.scraper is not None:
+        engine_load.attach(ops.scraper.signals)
+        if isinstance(supervisor, PooledSupervisor):
+            supervisor.signals = ops.scraper.of
     keeper = ChannelKeeper(channels, db)
     await life.start("channel keeper", _sync(keeper.start), keeper.stop)
     batch_plane = BatchPlane.build(settings, db, app.state.gateway)

@@ -43,6 +43,10 @@ class RoutingOptions(BaseModel):
     load_guard: bool = True
     imbalance_abs: float = Field(default=8, ge=0)
     imbalance_ratio: float = Field(default=1.5, ge=1)
+    # Where a prompt no replica holds goes: the least loaded, or (several gateways) the
+    # replica its first ``placement_blocks`` blocks hash to, so every gateway agrees.
+    placement: Literal["least-loaded", "consistent-hash"] = "least-loaded"
+    placement_blocks: int = Field(default=4, ge=1)
 
 
 class ChannelConfig(BaseModel):
@@ -96,6 +100,10 @@ class DeploymentConfig(BaseModel):
     min_replicas: int | None = Field(default=None, ge=0)
     max_replicas: int | None = Field(default=None, ge=1)
     target_inflight: int | None = Field(default=None, ge=1)
+    # Engine signals (serving/autoscale.py): requests waiting inside the engine, and KV-cache
+    # usage (0-1), per replica on average, where the engine exports them.
+    target_queue: float | None = Field(default=None, gt=0)
+    target_kv_usage: float | None = Field(default=None, gt=0, le=1)
     idle_timeout_s: float | None = Field(default=None, gt=0)
     # How long load must stay above / below target before the autoscaler adds / removes a
     # replica (defaults in serving/autoscale.py: 2 s up, 30 s down).

@@ -8,12 +8,16 @@ timeout (``queue_timeout_s``, per deployment or top-level) ends it with a 503 an
 ``Retry-After``. A deployment with an unbounded replica, or none healthy, is not queued:
 routing answers for it as before.
 
-Priority bands: each lane keeps one scheduler per band (``interactive``, then ``batch``; a
-request's band is ``RequestContext.lane``). A freed slot goes to the first backlogged band,
-and within a band to the scheduler's pick, so tenants stay fair within each band. A batch
-request starts at once only when no band is backlogged, and waits without the queue timeout
-(its batch's window bounds it), so batches fill idle slots and never take one an
-interactive request is waiting for.
+Priority bands: each lane keeps one scheduler per band, served in order: ``interactive``,
+``standard``, ``batch`` (``tenancy/priority.py``). A request's band is its key's priority
+(else its project's, else standard); a Batch API line (``RequestContext.lane == "batch"``)
+is always in the batch band. A freed slot goes to the first backlogged band, and within a
+band to the scheduler's pick, so tenants stay fair within each band; the scheduler charges
+them in the units they pay for (``units.py``). A request starts at once only when no band
+at or above its own is backlogged. A Batch API line waits without the queue timeout (its
+batch's window bounds it), so batches fill idle slots and never take one an API request is
+waiting for. An API request that times out while higher bands were served ahead of it was
+shed for priority: 429 ``shed_for_priority``, saying so (a plain timeout is 503).
 
 Slots are counted here, not read from ``Replica.inflight``: the router's ``CapacityFilter``
 then always finds a replica with room for a request this queue let through. Everything runs
@@ -30,10 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lingyun.admission.policy import estimate_prompt_tokens
+from lingyun.admission.units import Rates, rates_for
 from lingyun.admission.vtc import FcfsScheduler, Scheduler, VtcScheduler
-from lingyun.errors import ServiceUnavailableError
+from lingyun.errors import RateLimitError, ServiceUnavailableError
 from lingyun.gateway.context import RequestContext
 from lingyun.serving.replica import ReplicaSource
+from lingyun.tenancy.priority import DEFAULT_PRIORITY, PRIORITIES
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +52,15 @@ class _Waiter:
 
 
 # Bands in the order they are served; an unknown band is served last.
-BANDS = ("interactive", "batch")
+BANDS = PRIORITIES
+BATCH = BANDS[-1]
+
+
+def band_of(ctx: RequestContext) -> str:
+    if ctx.lane == BATCH:
+        return BATCH
+    priority = ctx.key.priority if ctx.key is not None else DEFAULT_PRIORITY
+    return priority if priority in BANDS else BATCH
 
 
 @dataclass(eq=False)
@@ -63,11 +77,17 @@ class _Lane:
     freed: asyncio.Event = field(default_factory=asyncio.Event)
     # Request ids promised a slot by ``wait_for_room`` that have not acquired it yet.
     promised: set[str] = field(default_factory=set)
+    # Slots given per band so far: did a higher band pass a waiter by?
+    grants: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BANDS, 0))
 
     @property
     def scheduler(self) -> Scheduler[_Waiter]:
-        """The interactive band's scheduler."""
-        return self.bands[BANDS[0]]
+        """The default band's scheduler."""
+        return self.bands[DEFAULT_PRIORITY]
+
+    def granted_above(self, band: str) -> int:
+        """Slots given so far to the bands served before ``band``."""
+        return sum(self.grants[b] for b in BANDS[: BANDS.index(band)])
 
     def band(self, name: str) -> Scheduler[_Waiter]:
         return self.bands.get(name) or self.bands[BANDS[-1]]
@@ -95,6 +115,7 @@ class _Held:
     tenant: str
     weight: float
     prompt_estimate: int
+    rates: Rates
     streamed: int = 0
 
 
@@ -102,6 +123,7 @@ class _Held:
 class QueueStats:
     queued: int = 0
     timed_out: int = 0
+    shed: int = 0  # of the timed out: passed by higher bands (429)
 
 
 class FairQueue:
@@ -159,18 +181,20 @@ class FairQueue:
         if capacity is None:
             return
         lane = self.lane(dep.name)
-        band = lane.band(ctx.lane)
+        name = band_of(ctx)
+        band = lane.band(name)
         lane.promised.discard(ctx.request_id)
-        # Slots promised to other batch lines are theirs, unless the request is interactive.
-        taken = lane.active + (len(lane.promised) if ctx.lane != BANDS[0] else 0)
-        if taken < capacity and not lane.backlogged(upto=ctx.lane):
+        # Slots promised to other batch lines are theirs, unless the request is an API one.
+        taken = lane.active + (len(lane.promised) if ctx.lane == BATCH else 0)
+        if taken < capacity and not lane.backlogged(upto=name):
             self._start(lane, ctx, key.tenant_id, key.tenant_weight)
             return
         waiter = _Waiter(ctx, key.tenant_weight, asyncio.get_running_loop().create_future())
         band.push(key.tenant_id, waiter)
         self.stats.queued += 1
+        passed_by = lane.granted_above(name)
         timeout = dep.queue_timeout_s if dep.queue_timeout_s is not None else self.timeout_s
-        if ctx.lane != BANDS[0]:
+        if ctx.lane == BATCH:
             timeout = self.batch_timeout_s
         granted = False
         try:
@@ -184,6 +208,15 @@ class FairQueue:
                     band.discard(key.tenant_id, waiter)
         if not granted:
             self.stats.timed_out += 1
+            if lane.granted_above(name) > passed_by:
+                self.stats.shed += 1
+                raise RateLimitError(
+                    f"Model `{ctx.model}` is at capacity and served requests of higher "
+                    f"priority than this key's ({name}) for the {timeout:g}s this request "
+                    "waited; it was shed. Retry later, or ask for a higher priority.",
+                    code="shed_for_priority",
+                    headers={"Retry-After": "1"},
+                )
             raise ServiceUnavailableError(
                 f"Model `{ctx.model}` is at capacity and the request waited {timeout:g}s in "
                 "its queue; retry shortly.",
@@ -238,10 +271,8 @@ class FairQueue:
             if usage.prompt_tokens > 0 and ctx.body_bytes > 0:
                 seen = ctx.body_bytes / usage.prompt_tokens
                 held.lane.bytes_per_token += 0.1 * (seen - held.lane.bytes_per_token)
-            correction = self.w_in * (usage.prompt_tokens - held.prompt_estimate) + self.w_out * (
-                usage.completion_tokens - held.streamed
-            )
-            held.scheduler.charge(held.tenant, held.weight, correction)
+            charged = held.rates.input * held.prompt_estimate + held.rates.output * held.streamed
+            held.scheduler.charge(held.tenant, held.weight, held.rates.cost(usage) - charged)
         self._dispatch(held.lane)
 
     def _start(self, lane: _Lane, ctx: RequestContext, tenant: str, weight: float) -> None:
@@ -250,15 +281,18 @@ class FairQueue:
             prompt = max(1, round(ctx.body_bytes / lane.bytes_per_token))
         else:
             prompt = estimate_prompt_tokens(ctx)
-        scheduler = lane.band(ctx.lane)
-        held = self._held[ctx.request_id] = _Held(lane, scheduler, tenant, weight, prompt)
-        scheduler.charge(tenant, weight, self.w_in * prompt)
+        band = band_of(ctx)
+        lane.grants[band] = lane.grants.get(band, 0) + 1
+        scheduler = lane.band(band)
+        rates = rates_for(ctx, self.w_in, self.w_out)
+        held = self._held[ctx.request_id] = _Held(lane, scheduler, tenant, weight, prompt, rates)
+        scheduler.charge(tenant, weight, rates.input * prompt)
         scheduler.started(tenant)
         ctx.token_hooks.append(functools.partial(self._streamed, held))
 
     def _streamed(self, held: _Held, tokens: int) -> None:
         held.streamed += tokens
-        held.scheduler.charge(held.tenant, held.weight, self.w_out * tokens)
+        held.scheduler.charge(held.tenant, held.weight, held.rates.output * tokens)
 
     def _dispatch(self, lane: _Lane) -> None:
         capacity = self.capacity(lane.name)

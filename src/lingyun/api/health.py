@@ -70,7 +70,7 @@ def _queue_state(queue: Any, names: list[str]) -> dict[str, Any] | None:
     lanes = {}
     for name in names:
         lane = queue.lane(name)
-        lanes[name] = {"active": lane.active, "waiting": lane.scheduler.backlogged()}
+        lanes[name] = {"active": lane.active, "waiting": lane.backlogged()}
     return {
         "queued_total": stats.queued,
         "timed_out_total": stats.timed_out,

@@ -1,4 +1,4 @@
-"""``lingyun keys``: create (shown once), list (never a secret), revoke."""
+"""``lingyun keys``: create (shown once), list (never a secret), revoke, priority."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from lingyun.cli.common import (
     run_with_db,
     settings_from,
 )
+from lingyun.store.models import ApiKey
 from lingyun.tenancy.audit import CLI_ACTOR
 from lingyun.tenancy.service import DEFAULT_PROJECT, TenancyService
 
@@ -97,3 +98,21 @@ def revoke_key(
     settings = settings_from(config, data_dir, database_url)
     run_with_db(settings, lambda db: TenancyService(db).revoke_key(key_id, actor=CLI_ACTOR))
     typer.echo(f"Revoked {key_id}.")
+
+
+@keys.command("priority")
+def key_priority(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_…).")],
+    priority: Annotated[str, typer.Argument(help="interactive, standard, batch, or none.")],
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Set the key's priority band (none: its project's); gateways follow within a second."""
+    settings = settings_from(config, data_dir, database_url)
+    value = None if priority == "none" else priority
+    run_with_db(
+        settings,
+        lambda db: TenancyService(db).set_priority(ApiKey, key_id, value, actor=CLI_ACTOR),
+    )
+    typer.echo(f"Key {key_id}: priority {priority}.")

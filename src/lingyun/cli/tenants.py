@@ -146,3 +146,25 @@ def prompt_logging(
         typer.echo(f"Prompt logging of {tenant}/{name} is off; its stored prompts are erased.")
     else:
         typer.echo(f"Prompt logging of {tenant}/{name} is on, kept {seconds} s.")
+
+
+@projects.command("priority")
+def project_priority(
+    name: Annotated[str, typer.Argument(help="Project name.")],
+    priority: Annotated[str, typer.Argument(help="interactive, standard, batch, or none.")],
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name.")],
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Set the priority band of the project's keys (a key's own priority overrides it)."""
+    settings = settings_from(config, data_dir, database_url)
+    value = None if priority == "none" else priority
+
+    async def apply(db: Database) -> None:
+        service = TenancyService(db)
+        _, project = await service.project(tenant, name)
+        await service.set_priority(Project, project.id, value, actor=CLI_ACTOR)
+
+    run_with_db(settings, apply)
+    typer.echo(f"Project {tenant}/{name}: priority {priority}.")

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from lingyun.errors import ServiceUnavailableError
 from lingyun.gateway.routing.policies import POLICIES, Load, Policy, RoutingRequest, inflight
-from lingyun.gateway.routing.prompt import block_hashes, canonical_prompt, seed_of
+from lingyun.gateway.routing.prompt import (
+    BlockHash,
+    block_hashes,
+    canonical_prompt,
+    head_bytes,
+    seed_of,
+)
 from lingyun.serving.replica import Replica
 
 if TYPE_CHECKING:
@@ -40,22 +46,16 @@ class CapacityFilter:
         return replica.max_inflight is None or replica.inflight < replica.max_inflight
 
 
-class LeastInflightScorer:
-    def score(self, replica: Replica) -> float:
-        return float(replica.inflight)
-
-
 class RouterChain:
     def __init__(
         self,
         filters: Sequence[ReplicaFilter] | None = None,
-        scorer: LeastInflightScorer | None = None,
         load: Load = inflight,
     ) -> None:
         self.filters: list[ReplicaFilter] = (
             list(filters) if filters is not None else [HealthyFilter(), CapacityFilter()]
         )
-        self.scorer = scorer or LeastInflightScorer()
+        # How loaded a replica is: in flight, or its engine's signals (``routing/load.py``).
         self.load = load
         # Per deployment: its policy, rebuilt when its routing settings change.
         self._policies: dict[str, tuple[tuple[object, ...], Policy]] = {}
@@ -73,13 +73,13 @@ class RouterChain:
         survivors = self._survivors(ctx.model, replicas)
         dep = ctx.deployment
         if dep is None or dep.routing == "least-inflight" or len(survivors) == 1:
-            return min(survivors, key=self.scorer.score)
+            return min(survivors, key=self.load)
         choice = self.policy(dep).choose(routing_request(ctx, dep), survivors)
         logger.debug("%s -> %s: %s", ctx.request_id, choice.replica.replica_id, choice.reason)
         return choice.replica
 
     def pick(self, model: str, replicas: Sequence[Replica]) -> Replica:
-        return min(self._survivors(model, replicas), key=self.scorer.score)
+        return min(self._survivors(model, replicas), key=self.load)
 
     def _survivors(self, model: str, replicas: Sequence[Replica]) -> list[Replica]:
         survivors = list(replicas)
@@ -105,6 +105,9 @@ def routing_request(ctx: RequestContext, dep: DeploymentConfig) -> RoutingReques
     session_key = f"{tenant}\x00{session}" if isinstance(session, str) and session else None
     seed = seed_of(dep.name, tenant, dep.share_prefix_cache)
     size = dep.routing_options.block_bytes
-    return RoutingRequest(
-        session_key, lambda: block_hashes(canonical_prompt(ctx.endpoint, ctx.body), size, seed)
-    )
+
+    def prompt() -> tuple[list[BlockHash], int]:
+        text = canonical_prompt(ctx.endpoint, ctx.body)
+        return block_hashes(text, size, seed), head_bytes(ctx.endpoint, ctx.body, text) // size
+
+    return RoutingRequest(session_key, prompt)

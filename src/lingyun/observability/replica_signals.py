@@ -98,6 +98,14 @@ class ReplicaScraper:
                 logger.exception("replica metrics scrape failed")
             await asyncio.sleep(self.interval_s)
 
+    def signals(self) -> dict[tuple[str, str], Signals]:
+        """The latest reading of every replica that answered (the router's source)."""
+        return self.latest
+
+    def of(self, deployment: str) -> list[dict[str, float]]:
+        """The latest readings of ``deployment``'s replicas (the autoscaler's source)."""
+        return [s.values for (dep, _), s in self.latest.items() if dep == deployment]
+
     async def scrape_once(self) -> None:
         replicas = [r for r in self.targets() if r.healthy]
         results = await asyncio.gather(*(self._one(r) for r in replicas))

@@ -8,10 +8,14 @@ without sleeping.
 
 Rules, per deployment (``DeploymentConfig``):
 - no autoscaling field set: a fixed ``replicas`` count, as before;
-- otherwise ``want = ceil(load / target_inflight)`` clamped to ``[max(min_replicas, 1),
-  max_replicas]``; a higher ``want`` is taken once it has held for ``scale_up_delay_s`` (a
-  burst of one tick does not start a replica), a lower one after ``scale_down_delay_s``
-  (replicas are slow to start, so keep them through short lulls);
+- otherwise ``want`` is the largest of what each target set asks for, clamped to
+  ``[max(min_replicas, 1), max_replicas]``: ``ceil(load / target_inflight)``; and from the
+  engines' own signals, where they export them (``EngineReading``), the usual
+  ``ceil(replicas x per-replica mean / target)`` for ``target_queue`` (requests waiting
+  inside the engine) and ``target_kv_usage`` (KV-cache usage, 0-1). A target with no
+  reading asks for nothing (the count stays). A higher ``want`` is taken once it has held
+  for ``scale_up_delay_s`` (a burst of one tick does not start a replica), a lower one after
+  ``scale_down_delay_s`` (replicas are slow to start, so keep them through short lulls);
 - ``min_replicas: 0``: after ``idle_timeout_s`` with no request at all the count drops to 0;
   ``activate()`` (the gateway's activator, on a request for a deployment at zero) brings it
   back to 1 at once.
@@ -22,6 +26,7 @@ declared with ``min_replicas: 0`` is warm after start-up and goes to zero only w
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,10 +49,34 @@ class ScalingTimings:
     drain_timeout_s: float = 30.0
 
 
+@dataclass(frozen=True)
+class EngineReading:
+    """A deployment's engine signals: means over the replicas that reported them."""
+
+    replicas: int = 0
+    waiting: float = 0.0
+    kv_usage: float = 0.0
+
+    @classmethod
+    def of(cls, readings: Sequence[Mapping[str, float]]) -> EngineReading:
+        n = len(readings)
+        if n == 0:
+            return cls()
+        waiting = sum(r.get("waiting", 0.0) for r in readings) / n
+        return cls(n, waiting, sum(r.get("kv_cache_usage", 0.0) for r in readings) / n)
+
+
 def autoscaled(dep: DeploymentConfig) -> bool:
     return any(
         v is not None
-        for v in (dep.min_replicas, dep.max_replicas, dep.target_inflight, dep.idle_timeout_s)
+        for v in (
+            dep.min_replicas,
+            dep.max_replicas,
+            dep.target_inflight,
+            dep.target_queue,
+            dep.target_kv_usage,
+            dep.idle_timeout_s,
+        )
     )
 
 
@@ -74,6 +103,8 @@ class Autoscaler:
         else:
             self.min = self.max = dep.replicas
         self.target = dep.target_inflight
+        self.target_queue = dep.target_queue
+        self.target_kv = dep.target_kv_usage
         self.idle_timeout_s = dep.idle_timeout_s or DEFAULT_IDLE_TIMEOUT_S
         self.desired = min(max(dep.replicas, self.min), self.max)
         self.last_active = now
@@ -91,16 +122,31 @@ class Autoscaler:
             self._want_since = None
         return self.desired
 
-    def decide(self, now: float, load: int) -> int:
-        """The replica count to run now, given ``load`` requests in flight."""
+    def wanted(self, load: int, engine: EngineReading) -> int | None:
+        """What the targets ask for (the largest), or None when none has a reading."""
+        wants: list[int] = []
+        if self.target is not None:
+            wants.append(math.ceil(load / self.target))
+        if engine.replicas:
+            for target, mean in ((self.target_queue, engine.waiting),
+                                 (self.target_kv, engine.kv_usage)):  # fmt: skip
+                if target is not None:
+                    # a float product such as 0.7 / 0.35 * 2 must not round up past 4
+                    wants.append(math.ceil(round(self.desired * mean / target, 9)))
+        return max(wants) if wants else None
+
+    def decide(self, now: float, load: int, engine: EngineReading | None = None) -> int:
+        """The replica count to run now, given ``load`` requests in flight and the engines'
+        signals."""
         if load > 0:
             self.note_activity(now)
         if self.desired == 0:
             return self.activate(now) if load > 0 else 0
         floor = max(self.min, 1)
         want = self.desired
-        if self.target is not None:
-            want = min(max(math.ceil(load / self.target), floor), self.max)
+        wanted = self.wanted(load, engine or EngineReading())
+        if wanted is not None:
+            want = min(max(wanted, floor), self.max)
         if want != self.desired:
             # The delay counts while the wish points the same way (up or down), whatever
             # the exact count; the count taken is the latest.

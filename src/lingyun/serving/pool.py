@@ -22,11 +22,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeGuard
 
 from lingyun.engines.upstream.outbound import redact_url
-from lingyun.serving.autoscale import Autoscaler, ScalingTimings
+from lingyun.serving.autoscale import Autoscaler, EngineReading, ScalingTimings
 from lingyun.serving.replica import Replica, wait_healthy
 from lingyun.serving.supervisor import DeploymentStatus, ReplicaState, ReplicaStatus
 
@@ -145,6 +145,8 @@ class PooledSupervisor:
         self._lock = asyncio.Lock()
         # Load reported by follower gateways (``serving/cluster.py``): name -> (inflight, last).
         self.remote_load: dict[str, tuple[int, float]] = {}
+        # Engine signals per deployment (the replica scraper's ``of``), set when it runs.
+        self.signals: Callable[[str], Sequence[Mapping[str, float]]] | None = None
 
     # -- what subclasses provide ------------------------------------------------------------
 
@@ -293,7 +295,8 @@ class PooledSupervisor:
                 remote, remote_last = self.remote_load.get(deployment.dep.name, (0, 0.0))
                 scaler.note_activity(max(last_used, remote_last))
                 before = len(deployment.runners)
-                scaler.decide(now, load + remote)
+                readings = self.signals(deployment.dep.name) if self.signals else ()
+                scaler.decide(now, load + remote, EngineReading.of(readings))
                 self._rescale(deployment)
                 if len(deployment.runners) != before:
                     logger.info(

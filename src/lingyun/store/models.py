@@ -71,6 +71,8 @@ class Project(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Prompt logging: how long prompts and completions are kept; None = never stored.
     prompt_log_retention_s: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Capacity-queue band of its keys' requests (tenancy/priority.py); None: the default.
+    priority: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class ApiKey(Base):
@@ -90,6 +92,8 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Overrides its project's priority when set.
+    priority: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class UsageRecord(Base):

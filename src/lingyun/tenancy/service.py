@@ -14,6 +14,7 @@ from lingyun.store.db import Database
 from lingyun.store.models import ApiKey, Project, Tenant, new_id, utcnow
 from lingyun.tenancy.audit import SYSTEM_ACTOR, Actor, record
 from lingyun.tenancy.keys import display_prefix, generate_secret, hash_secret
+from lingyun.tenancy.priority import DEFAULT_PRIORITY, checked, effective
 
 DEFAULT_PROJECT = "default"
 
@@ -32,6 +33,8 @@ class KeyInfo:
     tenant_weight: float = 1.0
     # Prompt logging of the key's project: seconds its text is kept; None = not stored.
     prompt_log_retention_s: int | None = None
+    # The capacity queue's band for this key's requests (tenancy/priority.py).
+    priority: str = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,7 @@ class TenancyService:
                         Tenant.weight,
                         Project.name,
                         Project.prompt_log_retention_s,
+                        Project.priority,
                     )
                     .join(Tenant, Tenant.id == ApiKey.tenant_id)
                     .join(Project, Project.id == ApiKey.project_id)
@@ -262,10 +266,34 @@ class TenancyService:
             ).first()
         if row is None:
             return None
-        key, tenant_name, weight, project_name, retention = row
+        key, tenant_name, weight, project_name, retention, project_priority = row
         if key.expires_at is not None and key.expires_at <= utcnow():
             return None
         return KeyInfo(
             key.id, key.tenant_id, tenant_name, key.project_id, project_name, key.expires_at,
-            weight, retention,
+            weight, prompt_log_retention_s=retention,
+            priority=effective(key.priority, project_priority),
         )  # fmt: skip
+
+    async def set_priority(
+        self, target: type[ApiKey] | type[Project], target_id: str, priority: str | None,
+        *, actor: Actor = SYSTEM_ACTOR,
+    ) -> None:  # fmt: skip
+        """Set (or clear, with None) a key's or a project's priority; gateways see it within
+        their key cache's TTL."""
+        checked(priority)
+        kind = "key" if target is ApiKey else "project"
+        async with self.db.session() as s:
+            row: ApiKey | Project | None = (
+                await s.get(ApiKey, target_id)
+                if target is ApiKey
+                else await s.get(Project, target_id)
+            )
+            if row is None:
+                raise NotFoundError(f"No {kind} {target_id!r}.", param="id", code="not_found")
+            row.priority = priority
+            project_id = row.project_id if isinstance(row, ApiKey) else row.id
+            record(s, actor, f"{kind}.priority", target_type=kind, target_id=target_id,
+                   tenant_id=row.tenant_id, project_id=project_id,
+                   details={"priority": priority})  # fmt: skip
+            await s.commit()

@@ -14,6 +14,7 @@ from lingyun.api.admin.schemas import (
 )
 from lingyun.store.access import AuditEvent, ModelGrant, RoleBinding, User
 from lingyun.store.models import ApiKey, Project, Tenant
+from lingyun.tenancy.priority import checked
 from lingyun.tenancy.roles import Principal, Role
 
 
@@ -25,6 +26,7 @@ def project(p: Project) -> ProjectResponse:
     return ProjectResponse(
         id=p.id, tenant_id=p.tenant_id, name=p.name, created_at=p.created_at,
         prompt_log_retention_seconds=p.prompt_log_retention_s,
+        priority=checked(p.priority),
     )  # fmt: skip
 
 
@@ -32,7 +34,7 @@ def key(k: ApiKey) -> KeyResponse:
     return KeyResponse(
         id=k.id, tenant_id=k.tenant_id, project_id=k.project_id, name=k.name, prefix=k.prefix,
         created_at=k.created_at, expires_at=k.expires_at, revoked_at=k.revoked_at,
-        last_used_at=k.last_used_at,
+        last_used_at=k.last_used_at, priority=checked(k.priority),
     )  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """API keys over ``/admin/v1``: create (the secret is in that one response), list (never a
-secret), revoke (this gateway forgets the key at once, others within a second)."""
+secret), revoke (this gateway forgets the key at once, others within a second), set a
+priority (the same)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from lingyun.api.admin.schemas import (
     KeyCreateRequest,
     KeyResponse,
     ListResponse,
+    PriorityUpdateRequest,
 )
 from lingyun.errors import PermissionDeniedError
+from lingyun.store.models import ApiKey
 
 router = APIRouter(tags=["admin: keys"])
 
@@ -59,5 +62,17 @@ async def revoke_key(key_id: IdPath, ctx: AdminCtx) -> KeyResponse:
     if not ctx.principal.can_use_project(key.tenant_id, key.project_id):
         raise PermissionDeniedError("Viewers may not revoke keys.")
     await ctx.tenancy.revoke_key(key.id, actor=ctx.actor)
+    ctx.keys_changed()
+    return convert.key(await ctx.tenancy.key_by_id(key.id))
+
+
+@router.patch("/keys/{key_id}", response_model=KeyResponse)
+async def set_key_priority(
+    key_id: IdPath, body: PriorityUpdateRequest, ctx: AdminCtx
+) -> KeyResponse:
+    """Priority bands are shared by every tenant of a deployment: a platform matter."""
+    key = await ctx.visible_key(key_id)
+    ctx.principal.require_platform_admin()
+    await ctx.tenancy.set_priority(ApiKey, key.id, body.priority, actor=ctx.actor)
     ctx.keys_changed()
     return convert.key(await ctx.tenancy.key_by_id(key.id))

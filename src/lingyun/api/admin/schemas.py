@@ -14,6 +14,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from lingyun.tenancy.priority import Priority
 from lingyun.tenancy.roles import Role
 
 T = TypeVar("T")
@@ -95,6 +96,7 @@ class ProjectResponse(BaseModel):
     tenant_id: str
     name: str
     created_at: datetime
+    priority: Priority | None = None
     # Prompt logging: seconds prompts and completions are kept; null = off (never stored).
     prompt_log_retention_seconds: int | None = None
 
@@ -104,6 +106,12 @@ class PromptLoggingRequest(_Request):
 
     enabled: bool
     retention_seconds: int | None = Field(default=None, gt=0)
+
+
+class PriorityUpdateRequest(_Request):
+    """A project's or key's capacity-queue band; null clears it (project's, else standard)."""
+
+    priority: Priority | None
 
 
 # -- keys ----------------------------------------------------------------------------------
@@ -124,6 +132,7 @@ class KeyResponse(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    priority: Priority | None = None
 
 
 class CreatedKeyResponse(KeyResponse):

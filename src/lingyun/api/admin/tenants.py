@@ -13,6 +13,7 @@ from lingyun.api.admin.deps import AdminCtx
 from lingyun.api.admin.schemas import (
     IdPath,
     ListResponse,
+    PriorityUpdateRequest,
     ProjectCreateRequest,
     ProjectResponse,
     PromptLoggingRequest,
@@ -22,6 +23,7 @@ from lingyun.api.admin.schemas import (
 )
 from lingyun.api.usage import EndQuery, StartQuery, UsageResponse, usage_response
 from lingyun.errors import InvalidRequestError
+from lingyun.store.models import Project
 from lingyun.tenancy.prompt_logging import set_prompt_logging
 
 router = APIRouter(tags=["admin: tenants"])
@@ -97,6 +99,18 @@ async def put_prompt_logging(
     project = await set_prompt_logging(ctx.db, project_id, retention, ctx.actor)
     ctx.keys_changed()  # this gateway's keys carry the setting: look them up again
     return convert.project(project)
+
+
+@router.patch("/projects/{project_id}", response_model=ProjectResponse)
+async def set_project_priority(
+    project_id: IdPath, body: PriorityUpdateRequest, ctx: AdminCtx
+) -> ProjectResponse:
+    """Priority bands are shared by every tenant of a deployment: a platform matter."""
+    await ctx.visible_project(project_id)
+    ctx.principal.require_platform_admin()
+    await ctx.tenancy.set_priority(Project, project_id, body.priority, actor=ctx.actor)
+    ctx.keys_changed()
+    return convert.project(await ctx.tenancy.project_by_id(project_id))
 
 
 @router.get("/tenants/{tenant_id}/usage", response_model=UsageResponse)

@@ -12,10 +12,19 @@ requests in llm-d's measurements), so both affinity policies first pass the repl
 and more than ``imbalance_ratio`` times it, is out of the running for this request. Affinity
 then picks among the rest, so a hot prefix spills onto the next replica, which soon holds it
 too. The guard can be switched off (``load_guard: false``), for comparison only.
+
+A prompt that no replica holds goes to the least loaded replica, or, with ``placement:
+consistent-hash`` (several gateways, each with its own index), to the replica that its
+leading blocks hash to by rendezvous hashing over the guarded replicas (the chain's hash at
+block ``placement_blocks``, or the last one wholly inside the prompt's head, so that every
+turn of a conversation hashes alike, but at least the first block): every
+gateway then places a new system prompt on the same replica, and each one's index learns the
+same placement from its own traffic without sharing state.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -38,16 +47,25 @@ def inflight(replica: Replica) -> float:
 
 @dataclass
 class RoutingRequest:
-    """What a policy may know about a request; hashing is done once, on first use."""
+    """What a policy may know about a request; hashing is done once, on first use. The
+    prompt gives its block hashes and how many of them lie wholly in its head (tools and
+    first message: what later turns of a conversation never change)."""
 
     session_key: str | None
-    _hashes: Callable[[], list[BlockHash]]
-    _cached: list[BlockHash] | None = field(default=None, init=False)
+    _prompt: Callable[[], tuple[list[BlockHash], int]]
+    _cached: tuple[list[BlockHash], int] | None = field(default=None, init=False)
 
     @property
     def hashes(self) -> list[BlockHash]:
+        return self._hashed()[0]
+
+    @property
+    def head_blocks(self) -> int:
+        return self._hashed()[1]
+
+    def _hashed(self) -> tuple[list[BlockHash], int]:
         if self._cached is None:
-            self._cached = self._hashes()
+            self._cached = self._prompt()
         return self._cached
 
 
@@ -104,6 +122,8 @@ class PrefixPolicy:
         self.index = PrefixIndex(options.index_blocks)
         self.guard = LoadGuardFilter(options, load) if options.load_guard else None
         self.load = load
+        hashed = options.placement == "consistent-hash"
+        self.placement_blocks = options.placement_blocks if hashed else 0
 
     def choose(self, request: RoutingRequest, replicas: Sequence[Replica]) -> Choice:
         self.index.sync(replicas)
@@ -111,11 +131,24 @@ class PrefixPolicy:
         hashes = request.hashes
         counts = self.index.match(hashes, (r.replica_id for r in pool))
         best = max(pool, key=lambda r: (counts[r.replica_id], -self.load(r)))
+        if counts[best.replica_id] == 0 and self.placement_blocks and hashes:
+            # a block every turn of the conversation shares: within its head, or the first
+            block = max(1, min(self.placement_blocks, request.head_blocks))
+            best = rendezvous(hashes[block - 1], pool)
         self.index.insert(best.replica_id, hashes)
         matched = counts[best.replica_id]
         guarded = len(pool) < len(replicas)
         reason = f"prefix {matched}/{len(hashes)} blocks" + (" (hot spots skipped)" * guarded)
         return Choice(best, reason)
+
+
+def rendezvous(key: BlockHash, replicas: Sequence[Replica]) -> Replica:
+    """The replica with the highest hash of (key, replica id): stable across gateways, and
+    when a replica leaves only its own keys move."""
+    return max(
+        replicas,
+        key=lambda r: hashlib.blake2b(key + r.replica_id.encode(), digest_size=8).digest(),
+    )
 
 
 class SessionTable:

@@ -42,6 +42,20 @@ def canonical_prompt(endpoint: str, body: dict[str, Any]) -> bytes:
     return b""
 
 
+def head_bytes(endpoint: str, body: dict[str, Any], prompt: bytes) -> int:
+    """How much of ``prompt`` is its head: tools and the first message, which every later
+    turn of a chat repeats unchanged (lines are JSON, so a newline ends one); for
+    completions, the whole prompt."""
+    if endpoint != "chat.completions":
+        return len(prompt)
+    end = -1
+    for _ in range(2 if body.get("tools") else 1):
+        end = prompt.find(b"\n", end + 1)
+        if end < 0:
+            return len(prompt)
+    return end + 1
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 

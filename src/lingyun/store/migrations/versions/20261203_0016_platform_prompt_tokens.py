@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "20261203_0016"
-down_revision = "20261203_0012"
+down_revision = "20261203_0013"
 branch_labels = None
 depends_on = None
 
