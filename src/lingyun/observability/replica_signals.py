@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from lingyun.lifecycle import supervised
 from lingyun.serving.replica import Replica
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ def metrics_url(replica: Replica) -> str:
     return (base[: -len("/v1")] if base.endswith("/v1") else base) + "/metrics"
 
 
+SCRAPE_TIMEOUT_S = 2.0
+
+
 class ReplicaScraper:
     """Reads ``targets()`` (the replicas to scrape) every ``interval_s`` seconds."""
 
@@ -74,11 +78,14 @@ class ReplicaScraper:
         self.interval_s = interval_s
         self.latest: dict[tuple[str, str], Signals] = {}
         self._task: asyncio.Task[None] | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
 
     def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=2.0, trust_env=False)
-        self._task = asyncio.create_task(self._run(), name="replica-metrics")
+        # The relay's HTTP stack; proxy variables ignored (replicas are ours, not the web's).
+        self._client = aiohttp.ClientSession(
+            trust_env=False, timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)
+        )
+        self._task = supervised("replica-metrics", self._run)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -87,7 +94,7 @@ class ReplicaScraper:
                 await self._task
             self._task = None
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     async def _run(self) -> None:
@@ -115,11 +122,13 @@ class ReplicaScraper:
     async def _one(self, replica: Replica) -> Signals | None:
         assert self._client is not None
         try:
-            resp = await self._client.get(metrics_url(replica), headers=replica.headers)
-            if resp.status_code != 200:
-                return None
-            values = parse(resp.text)
-        except (httpx.HTTPError, ValueError) as exc:
+            async with self._client.get(
+                metrics_url(replica), headers=replica.headers, allow_redirects=False
+            ) as resp:
+                if resp.status != 200:
+                    return None
+                values = parse(await resp.text())
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             logger.debug("no metrics from %s: %s", replica.replica_id, exc)
             return None
         return Signals(replica.deployment, replica.replica_id, values, time.time())
