@@ -23,7 +23,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from lingyun.errors import ServiceUnavailableError
@@ -35,6 +34,8 @@ from lingyun.metering.reconcile import open_reservations_of, renew_lease, touch_
 from lingyun.store.db import Database
 from lingyun.store.ledger import GatewayLease, Reservation
 from lingyun.store.models import utcnow
+from lingyun.store.outage import RETRY_AFTER_S
+from lingyun.store.outage import unreachable as _unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ class Journal:
         reconciliation charges it from its last checkpoint, at most its hold)."""
         refusal = ServiceUnavailableError(
             "Billing is temporarily unavailable; the request was not started.",
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
         self.headroom.forget()  # until the database answers again, every request waits
         for hold in reserves:
@@ -373,15 +374,6 @@ class Journal:
         settled = await self.db.transaction(lambda s: apply_settles(s, settlements))
         logger.warning("reconciled %d reservation(s) left open by %s", settled, owners)
         return settled
-
-
-def _unreachable(exc: Exception) -> bool:
-    """The database is away (worth retrying), rather than refusing these rows."""
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OSError)
 
 
 def _retrieved(decided: asyncio.Future[None]) -> None:

@@ -13,10 +13,10 @@ import logging
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from lingyun.store.db import Database
 from lingyun.store.models import UsageRecord
+from lingyun.store.outage import unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,9 @@ class UsageWriter:
             rows = [first, *self._drain()]
             try:
                 await self._write(rows)
-            except DBAPIError as exc:
-                if exc.connection_invalidated or _is_outage(exc):
-                    logger.warning("usage rows not written (%s); retrying in 1 s", exc.orig)
+            except Exception as exc:  # the task must outlive any failure, or usage stops
+                if unreachable(exc):
+                    logger.warning("usage rows not written (%s); retrying in 1 s", exc)
                     for row in rows:
                         self._queue.put_nowait(row)
                     await asyncio.sleep(1.0)
@@ -74,7 +74,7 @@ class UsageWriter:
         for row in rows:
             try:
                 await self._write([row])
-            except DBAPIError:
+            except Exception:
                 logger.exception(
                     "dropping usage row %s that the database refuses", row.get("request_id")
                 )
@@ -85,8 +85,3 @@ class UsageWriter:
         async with self.db.session() as s:
             await s.execute(insert(UsageRecord), rows)
             await s.commit()
-
-
-def _is_outage(exc: DBAPIError) -> bool:
-    """The database is unreachable or busy (retry later), not refusing these rows."""
-    return isinstance(exc, OperationalError | InterfaceError)
