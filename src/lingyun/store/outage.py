@@ -9,6 +9,8 @@ so a request learns of an outage within seconds, never after a TCP timeout.
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,6 +24,7 @@ from lingyun.errors import LingyunError, ServiceUnavailableError
 CONNECT_TIMEOUT_S = 5.0
 POOL_TIMEOUT_S = 5.0
 RETRY_AFTER_S = 2
+_AWAY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.ENETUNREACH, errno.EHOSTUNREACH})
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -30,8 +33,11 @@ def unreachable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    # asyncpg's connect raises OSError (refused) or TimeoutError (no answer) unwrapped
-    return isinstance(exc, OSError | TimeoutError)
+    # asyncpg's connect raises these unwrapped: refused or reset, no answer, no such host, a
+    # plain OSError for several addresses that all failed; and a full disk
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    return isinstance(exc, OSError) and (type(exc) is OSError or exc.errno in _AWAY)
 
 
 def unavailable() -> ServiceUnavailableError:
