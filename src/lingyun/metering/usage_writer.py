@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.exc import DBAPIError
 
 from lingyun.store.db import Database
 from lingyun.store.models import UsageRecord
@@ -62,7 +63,8 @@ class UsageWriter:
                 await self._write(rows)
             except Exception as exc:  # the task must outlive any failure, or usage stops
                 if unreachable(exc):
-                    logger.warning("usage rows not written (%s); retrying in 1 s", exc)
+                    reason = exc.orig if isinstance(exc, DBAPIError) else exc  # not the rows
+                    logger.warning("usage rows not written (%s); retrying in 1 s", reason)
                     for row in rows:
                         self._queue.put_nowait(row)
                     await asyncio.sleep(1.0)

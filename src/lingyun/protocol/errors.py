@@ -67,7 +67,8 @@ def _unhandled(translators: Sequence[Translator]) -> Callable[..., Awaitable[JSO
         for translate in translators:
             err = translate(exc)
             if err is not None:
-                logger.warning("%s: answered %d %s", exc, err.status_code, err.code)
+                # the class alone: a driver's message may carry the statement's parameters
+                logger.warning("%s: answered %d %s", type(exc).__name__, err.status_code, err.code)
                 return error_response(_with_id(request, err))
         logger.exception("unhandled error", exc_info=exc)
         err = LingyunError("The server had an error while processing your request.")
