@@ -12,6 +12,8 @@ from fastapi import FastAPI
 from lingyun import __version__
 from lingyun.admission import AdmissionControl
 from lingyun.api.admin.router import router as admin_router
+from lingyun.api.body_limit import FRAMING_BYTES, BodyLimitMiddleware, BodyLimits
+from lingyun.api.control_rate import AddressBuckets, ControlRateMiddleware
 from lingyun.api.health import router as health_router
 from lingyun.api.openai.batches.router import router as batches_router
 from lingyun.api.openai.files.router import router as files_router
@@ -44,6 +46,7 @@ from lingyun.serving.deployments import DeploymentStore, merge
 from lingyun.serving.factory import make_supervisor
 from lingyun.serving.pool import PooledSupervisor
 from lingyun.serving.supervisor import Supervisor
+from lingyun.store import outage
 from lingyun.store.db import Database
 from lingyun.tenancy.runtime import TenancyRuntime
 from lingyun.tenancy.service import TenancyService
@@ -72,7 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    install_error_handlers(app)
+    install_error_handlers(app, [outage.as_service_error])  # the database away: 503
+    _install_edges(app, settings)
     observability.install(app, settings)  # request ids, /metrics, /healthz, /readyz
     app.include_router(openai_router)
     app.include_router(usage_router)
@@ -158,6 +162,19 @@ async def _start(app: FastAPI, settings: Settings, life: Lifecycle) -> None:
     life.every("price refresh", PRICE_POLL_S, lambda: prices.load(db))
     logger.info("serving %d deployment(s): %s", len(deployments), [d.name for d in deployments])
     await console.start(app, db, settings.host, settings.port, [d.name for d in deployments])
+
+
+def _install_edges(app: FastAPI, settings: Settings) -> None:
+    """Bounds on every route: body sizes, and the control plane's rate per address."""
+    control = settings.admin_max_body_bytes
+    limits = BodyLimits(
+        settings.max_body_bytes,
+        [("/v1/files", settings.batch_max_file_bytes + FRAMING_BYTES),
+         ("/admin", control), ("/console", control)],
+    )  # fmt: skip
+    app.add_middleware(BodyLimitMiddleware, limits=limits)
+    buckets = AddressBuckets(settings.control_rate_per_s, settings.control_burst)
+    app.add_middleware(ControlRateMiddleware, buckets=buckets)
 
 
 def _sync(start: Callable[[], object]) -> Callable[[], Awaitable[None]]:

@@ -193,8 +193,16 @@ class Settings(BaseSettings):
     database_url: str | None = None
     config_file: Path | None = None
     redis_url: str | None = None
-    # Request bodies above this are refused with 413 before they are parsed.
+    # Redis unreachable: refuse requests that limits apply to with 503 (closed) or admit them
+    # without limits (open). See admission/redis_limiter.py.
+    rate_limits_without_redis: Literal["closed", "open"] = "closed"
+    # Request bodies above this are refused with 413 before they are parsed (api/body_limit.py);
+    # the control plane's (/admin, /console) are small.
     max_body_bytes: int = 4 * 1024 * 1024
+    admin_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # Control-plane requests per client address (api/control_rate.py): sustained and burst.
+    control_rate_per_s: float = Field(default=100.0, gt=0)
+    control_burst: int = Field(default=500, gt=0)
     # Prompt text is never stored unless this is on.
     store_prompts: bool = False
     # Seconds a replica may take to answer before the gateway gives up.

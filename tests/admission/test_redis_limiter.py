@@ -10,6 +10,7 @@ import pytest
 
 from lingyun.admission.limits import Charge, LimitRule, headers_for
 from lingyun.admission.redis_limiter import RedisLimiter
+from lingyun.errors import ServiceUnavailableError
 from tests.support.databases import REDIS_URL
 
 pytestmark = pytest.mark.anyio
@@ -95,8 +96,20 @@ async def test_concurrency_and_all_or_nothing(limiters: Factory) -> None:
     assert headers_for(b, admitted)["x-ratelimit-remaining-requests"] == "98"
 
 
-async def test_redis_down_fails_open() -> None:
+async def test_redis_down_fails_closed_by_default() -> None:
     limiter = RedisLimiter("redis://127.0.0.1:1/0")
+    try:
+        with pytest.raises(ServiceUnavailableError) as caught:
+            await limiter.acquire(charge(1, rule(rpm=100)))
+        assert caught.value.code == "rate_limiter_unavailable"
+        assert caught.value.headers["Retry-After"] == "1"
+        await limiter.release(charge(1, rule(rpm=100)), 0)  # a failed release is dropped
+    finally:
+        await limiter.close()
+
+
+async def test_redis_down_fails_open_when_so_configured() -> None:
+    limiter = RedisLimiter("redis://127.0.0.1:1/0", fail_open=True)
     try:
         outcome = await limiter.acquire(charge(1, rule(rpm=0, burst=0)))
         assert outcome.refusal is None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lingyun.console.security import LoginLimiter
+from lingyun.tenancy.login_limit import LoginLimiter
 
 
 def test_account_limit_then_reset_by_success() -> None:

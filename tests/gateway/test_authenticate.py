@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from lingyun.errors import AuthenticationError
+from lingyun.errors import AuthenticationError, ServiceUnavailableError
 from lingyun.gateway.authenticate import Authenticator
 from lingyun.store.db import Database
-from lingyun.tenancy.service import TenancyService
+from lingyun.tenancy.keys import hash_secret
+from lingyun.tenancy.service import KeyInfo, TenancyService
 
 pytestmark = pytest.mark.anyio
 
@@ -67,3 +68,20 @@ async def test_an_unknown_key_is_looked_up_once_then_refused_from_memory(db: Dat
         with pytest.raises(AuthenticationError):
             await auth.authenticate("Bearer sk-ly-not-a-key-0000000000")
     assert len(lookups) == 1
+
+
+async def test_a_known_key_is_served_from_the_cache_while_the_database_is_away() -> None:
+    known = KeyInfo("key_1", "ten_1", "t", "prj_1", "default", None, 1.0)
+    away = False
+
+    async def lookup(digest: str) -> KeyInfo | None:
+        if away:
+            raise ServiceUnavailableError("database away", headers={"Retry-After": "2"})
+        return known if digest == hash_secret("sk-known") else None
+
+    auth = Authenticator(lookup, ttl_s=0.0, max_stale_s=300)
+    assert await auth.authenticate("Bearer sk-known") == known
+    away = True
+    assert await auth.authenticate("Bearer sk-known") == known  # stale, but confirmed lately
+    with pytest.raises(ServiceUnavailableError):  # never seen: cannot be checked, so 503
+        await auth.authenticate("Bearer sk-other")

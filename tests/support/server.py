@@ -111,7 +111,9 @@ class LingyunServer:
                 raise AssertionError(f"lingyun serve exited early:\n{self.log_tail()}")
             try:
                 last = self.health(timeout_s=2)
-                ready = {d["name"] for d in last["deployments"] if d["healthy_replicas"] > 0}
+                ready = {
+                    d["name"] for d in last.get("deployments", []) if d["healthy_replicas"] > 0
+                }
                 if set(models) <= ready:
                     return
             except httpx.HTTPError:

@@ -43,7 +43,11 @@ class AdmissionControl:
             from lingyun.admission.redis_limiter import RedisLimiter
 
             # A slot in flight is held at most as long as a request may run.
-            limiter = RedisLimiter(settings.redis_url, lease_s=settings.upstream_timeout_s + 60)
+            limiter = RedisLimiter(
+                settings.redis_url,
+                lease_s=settings.upstream_timeout_s + 60,
+                fail_open=settings.rate_limits_without_redis == "open",
+            )
         else:
             limiter = LocalLimiter()
 

@@ -8,8 +8,12 @@ set and ``…:amt`` hash (id -> tokens, ``_sum`` the total) for tokens, ``…:co
 ids by lease deadline (a crashed gateway's slots expire), ``…:bkt`` hash for the per-second
 bucket. Every key expires after a window of inactivity.
 
-If Redis cannot be reached the gateway admits (fails open) and logs: limits protect capacity,
-and an outage of the limiter must not become an outage of the API.
+If Redis cannot be reached (refused, or no answer within ``TIMEOUT_S``) the limiter fails
+closed by default: a 503 ``rate_limiter_unavailable`` with Retry-After, since limits are what
+an operator promised to hold (``rate_limits_without_redis: open`` admits without limits
+instead, for those who rank availability first). Either way it logs once a minute and
+recovers by itself: the client reconnects on the next request, and scripts are reloaded.
+Releases that fail are dropped; the keys they would have touched expire by themselves.
 """
 
 from __future__ import annotations
@@ -28,8 +32,12 @@ from lingyun.admission.limits import (
     Refusal,
     RuleState,
 )
+from lingyun.errors import ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
+
+# How long one admission may wait on Redis (connect or answer) before it counts as down.
+TIMEOUT_S = 2.0
 
 _ACQUIRE = """
 local t = redis.call('TIME')
@@ -170,12 +178,29 @@ _NONE = -1
 class RedisLimiter:
     """Limits shared through Redis; see the module docstring."""
 
-    def __init__(self, url: str, *, lease_s: float = 3600.0, prefix: str = "lingyun:rl") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        lease_s: float = 3600.0,
+        prefix: str = "lingyun:rl",
+        fail_open: bool = False,
+    ) -> None:
         try:
             import redis.asyncio as aioredis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
         except ImportError as exc:  # pragma: no cover - redis is a core dependency
             raise ValueError("redis_url needs the redis package: pip install 'redis>=5'") from exc
-        self.client: Any = aioredis.Redis.from_url(url)
+        # One immediate retry (a pooled connection that a Redis restart closed), no backoff:
+        # an admission waits at most about 2 x TIMEOUT_S on a Redis that is away.
+        self.client: Any = aioredis.Redis.from_url(
+            url,
+            socket_timeout=TIMEOUT_S,
+            socket_connect_timeout=TIMEOUT_S,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self.fail_open = fail_open
         self.prefix = prefix
         self.lease_ms = int(lease_s * 1000)
         self._acquire = self.client.register_script(_ACQUIRE)
@@ -195,8 +220,15 @@ class RedisLimiter:
             args.append(_opt(rule.burst_capacity()))
         try:
             raw = cast(list[Any], await self._acquire(keys=keys, args=args))
-        except Exception as exc:  # any Redis failure: fail open (module docstring)
+        except Exception as exc:  # any Redis failure: closed or open (module docstring)
             self._failed(exc)
+            if not self.fail_open:
+                raise ServiceUnavailableError(
+                    "Rate limits cannot be checked right now; the request was not started. "
+                    "Retry shortly.",
+                    code="rate_limiter_unavailable",
+                    headers={"Retry-After": "1"},
+                ) from exc
             return Outcome(None, tuple(RuleState() for _ in charge.rules))
         self._failing_since = None
         return _outcome(charge.rules, raw)
@@ -220,7 +252,8 @@ class RedisLimiter:
     def _failed(self, exc: Exception) -> None:
         now = time.monotonic()
         if self._failing_since is None or now - self._failing_since > 60:
-            logger.warning("rate limiter: Redis unavailable, admitting without limits: %s", exc)
+            what = "admitting without limits" if self.fail_open else "refusing with 503"
+            logger.warning("rate limiter: Redis unavailable, %s: %s", what, exc)
             self._failing_since = now
 
 

@@ -20,7 +20,6 @@ from lingyun.console.context import (
 from lingyun.console.security import (
     COOKIE_PATH,
     SESSION_COOKIE,
-    LoginLimiter,
     clear_session,
     set_session,
 )
@@ -28,6 +27,7 @@ from lingyun.console.setup import SetupGate
 from lingyun.errors import AuthenticationError, InvalidRequestError
 from lingyun.store.models import utcnow
 from lingyun.tenancy.audit import Actor
+from lingyun.tenancy.login_limit import LoginLimiter
 from lingyun.tenancy.roles import Role
 from lingyun.tenancy.users import UserService
 

@@ -9,9 +9,9 @@ from fastapi.staticfiles import StaticFiles
 
 from lingyun.console import auth, keys, members, ops, tenant
 from lingyun.console.context import HERE
-from lingyun.console.security import LoginLimiter
 from lingyun.console.setup import SetupGate, banner, print_banner
 from lingyun.store.db import Database
+from lingyun.tenancy.login_limit import LoginLimiter
 
 router = APIRouter()
 for _module in (auth, keys, members, tenant, ops):

@@ -6,16 +6,15 @@
 - CSRF: double submit. A random token in an HttpOnly, SameSite=Strict cookie, echoed by
   every form in a hidden field; a state change also needs a same-origin Origin (or Referer)
   when the browser sends one. A cross-site page can neither read the cookie nor forge both.
-- Sign-in attempts are limited per account and per IP in this process (a sliding window);
-  the page says when to try again, never a silent block.
+- Sign-in attempts are limited per account and per IP in this process (a sliding window,
+  ``tenancy/login_limit.py``, shared with ``/admin/v1/auth/login``); the page says when to
+  try again, never a silent block.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-import time
-from collections import defaultdict, deque
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
@@ -87,38 +86,3 @@ def csrf_ok(request: Request, submitted: str | None) -> bool:
     if not cookie or not submitted or not same_origin(request):
         return False
     return hmac.compare_digest(cookie, submitted)
-
-
-class LoginLimiter:
-    """At most ``per_account`` failed tries per email and ``per_ip`` per address a window."""
-
-    def __init__(self, per_account: int = 5, per_ip: int = 20, window_s: float = 900.0) -> None:
-        self.per_account = per_account
-        self.per_ip = per_ip
-        self.window_s = window_s
-        self._fails: dict[str, deque[float]] = defaultdict(deque)
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._fails[key]
-        while q and q[0] <= now - self.window_s:
-            q.popleft()
-        return q
-
-    def retry_after(self, email: str, ip: str) -> float:
-        """Seconds until a try is allowed again; 0 when it is allowed now."""
-        now = time.monotonic()
-        waits = [0.0]
-        for key, limit in ((f"e:{email.strip().lower()}", self.per_account),
-                           (f"i:{ip}", self.per_ip)):  # fmt: skip
-            q = self._recent(key, now)
-            if len(q) >= limit:
-                waits.append(q[0] + self.window_s - now)
-        return max(waits)
-
-    def failed(self, email: str, ip: str) -> None:
-        now = time.monotonic()
-        self._fails[f"e:{email.strip().lower()}"].append(now)
-        self._fails[f"i:{ip}"].append(now)
-
-    def succeeded(self, email: str) -> None:
-        self._fails.pop(f"e:{email.strip().lower()}", None)

@@ -8,6 +8,11 @@ one key share a single query.
 Known keys and unknown ones live in two separate LRUs: a flood of random keys fills only the
 negative cache (``max_misses``) and can never evict a real key, which stays cached while it
 is used (each hit moves it to the young end) and costs no lookup within its ``ttl_s``.
+
+While the database is unreachable (the lookup raises ``ServiceUnavailableError``) a known key
+keeps working from its expired entry for up to ``max_stale_s`` since the database last
+confirmed it, retried once per ``ttl_s``: nobody can revoke a key during the outage, and the
+served requests are billed once it ends. An uncached key gets the 503.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from lingyun.errors import AuthenticationError
+from lingyun.errors import AuthenticationError, ServiceUnavailableError
 from lingyun.tenancy.keys import hash_secret
 from lingyun.tenancy.service import KeyInfo
 
@@ -35,14 +40,16 @@ class Authenticator:
         max_entries: int = 100_000,
         on_use: OnUse | None = None,
         max_misses: int = 100_000,
+        max_stale_s: float = 300.0,
     ) -> None:
         self._lookup = lookup
         self._on_use = on_use
         self._ttl = ttl_s
         self._max = max_entries
         self._max_misses = max_misses
-        # digest -> (expires at, key); least recently used first.
-        self._cache: OrderedDict[str, tuple[float, KeyInfo]] = OrderedDict()
+        self._max_stale = max_stale_s
+        # digest -> (expires at, confirmed at, key); least recently used first.
+        self._cache: OrderedDict[str, tuple[float, float, KeyInfo]] = OrderedDict()
         # digest -> expires at, for keys the database does not know.
         self._misses: OrderedDict[str, float] = OrderedDict()
         self._pending: dict[str, asyncio.Task[KeyInfo | None]] = {}
@@ -73,7 +80,7 @@ class Authenticator:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             self._cache.move_to_end(digest)
-            return hit[1]
+            return hit[2]
         miss = self._misses.get(digest)
         if miss is not None and miss > now:
             return None
@@ -86,7 +93,19 @@ class Authenticator:
         if task is None:
             task = asyncio.ensure_future(self._fetch(digest))
             self._pending[digest] = task
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except ServiceUnavailableError as outage:
+            return self._stale(digest, outage)
+
+    def _stale(self, digest: str, outage: ServiceUnavailableError) -> KeyInfo:
+        """The database is away: the key as last confirmed, if recently enough; else the 503."""
+        hit = self._cache.get(digest)
+        now = time.monotonic()
+        if hit is None or now - hit[1] > self._max_stale:
+            raise outage
+        self._cache[digest] = (now + self._ttl, hit[1], hit[2])  # next try after one ttl
+        return hit[2]
 
     async def _fetch(self, digest: str) -> KeyInfo | None:
         try:
@@ -99,7 +118,7 @@ class Authenticator:
             _put(self._misses, digest, expires, self._max_misses)
         else:
             self._misses.pop(digest, None)
-            _put(self._cache, digest, (expires, info), self._max)
+            _put(self._cache, digest, (expires, time.monotonic(), info), self._max)
         return info
 
 

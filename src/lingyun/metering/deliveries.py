@@ -8,6 +8,10 @@ that window. The journal's checkpoint makes the same counts durable in the datab
 second; the file is rotated before each checkpoint and the previous file dropped once the
 checkpoint has committed, so it holds about one checkpoint's worth of lines.
 
+If the disk is full (or the write fails otherwise), ``record`` raises
+``ServiceUnavailableError`` before the chunk is sent: a stream ends with a clean error event
+and a whole answer becomes a 503, never content that no record would charge.
+
 At start-up the journal replays the file (and a rotated one a crash left behind) and
 charges each open reservation of this gateway the larger of its checkpoint and its last
 line: at least what its client received, at most the chunk that was on its way.
@@ -22,6 +26,8 @@ import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from lingyun.errors import ServiceUnavailableError
 
 if TYPE_CHECKING:
     from lingyun.config import Settings
@@ -51,7 +57,15 @@ class DeliveryLog:
 
     def record(self, request_id: str, counts: Counts) -> None:
         """Append one request's counts so far; the OS has them when this returns."""
-        os.write(self._fd, f"{request_id} {counts[0]} {counts[1]}\n".encode())
+        try:
+            os.write(self._fd, f"{request_id} {counts[0]} {counts[1]}\n".encode())
+        except OSError as exc:  # disk full: send nothing that is not on record
+            logger.error("delivery log %s: %s; refusing to send unrecorded output", self.path, exc)
+            raise ServiceUnavailableError(
+                "The gateway cannot record usage right now (its disk is full); retry shortly.",
+                code="storage_unavailable",
+                headers={"Retry-After": "5"},
+            ) from exc
         self._dirty = True
 
     def replay(self) -> dict[str, Counts]:

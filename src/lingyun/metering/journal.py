@@ -32,9 +32,10 @@ from lingyun.metering.deliveries import DeliveryLog
 from lingyun.metering.headroom import Headroom
 from lingyun.metering.holds import Hold, Settlement
 from lingyun.metering.reconcile import open_reservations_of, renew_lease, touch_lease
-from lingyun.store.db import Database, unreachable
+from lingyun.store.db import Database
 from lingyun.store.ledger import GatewayLease, Reservation
 from lingyun.store.models import utcnow
+from lingyun.store.outage import RETRY_AFTER_S, unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class Journal:
         reconciliation charges it from its last checkpoint, at most its hold)."""
         refusal = ServiceUnavailableError(
             "Billing is temporarily unavailable; the request was not started.",
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
         self.headroom.forget()  # until the database answers again, every request waits
         for hold in reserves:

@@ -17,8 +17,9 @@ from sqlalchemy import Table, insert
 from sqlalchemy.exc import DBAPIError
 
 from lingyun.lifecycle import supervised
-from lingyun.store.db import Database, unreachable
+from lingyun.store.db import Database
 from lingyun.store.models import UsageRecord
+from lingyun.store.outage import unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +73,10 @@ class UsageWriter:
             rows = [first, *self._drain()]
             try:
                 await self._write(rows)
-            except DBAPIError as exc:
+            except Exception as exc:  # the task must outlive any failure, or usage stops
                 if unreachable(exc):
-                    logger.warning(
-                        "%s: rows not written (%s); retrying in 1 s", self.name, exc.orig
-                    )
+                    reason = exc.orig if isinstance(exc, DBAPIError) else exc  # not the rows
+                    logger.warning("%s: rows not written (%s); retrying in 1 s", self.name, reason)
                     for row in rows:
                         self._queue.put_nowait(row)
                     await asyncio.sleep(1.0)
@@ -88,7 +88,7 @@ class UsageWriter:
         for row in rows:
             try:
                 await self._write([row])
-            except DBAPIError:
+            except Exception:
                 logger.exception(
                     "%s: dropping row %s that the database refuses",
                     self.name,

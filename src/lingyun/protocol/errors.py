@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -56,14 +57,28 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(_with_id(request, err), 400)
 
 
-async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error", exc_info=exc)
-    err = LingyunError("The server had an error while processing your request.")
-    return JSONResponse(err.to_body(), status_code=500)
+# Maps a third-party exception that escaped its adapter to the client's error (e.g. the
+# database unreachable: a 503), or None for a genuine bug (a 500).
+Translator = Callable[[Exception], LingyunError | None]
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def _unhandled(translators: Sequence[Translator]) -> Callable[..., Awaitable[JSONResponse]]:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        for translate in translators:
+            err = translate(exc)
+            if err is not None:
+                # the class alone: a driver's message may carry the statement's parameters
+                logger.warning("%s: answered %d %s", type(exc).__name__, err.status_code, err.code)
+                return error_response(_with_id(request, err))
+        logger.exception("unhandled error", exc_info=exc)
+        err = LingyunError("The server had an error while processing your request.")
+        return JSONResponse(err.to_body(), status_code=500)
+
+    return handle
+
+
+def install_error_handlers(app: FastAPI, translators: Sequence[Translator] = ()) -> None:
     app.add_exception_handler(LingyunError, _lingyun_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unhandled)
+    app.add_exception_handler(Exception, _unhandled(tuple(translators)))

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -26,6 +25,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+
+from lingyun.store.outage import CONNECT_TIMEOUT_S, POOL_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,7 +43,14 @@ class Database:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # Bounded waits: a request learns of an absent database in seconds (outage.py).
+            kwargs.update(
+                pool_size=10,
+                max_overflow=20,
+                pool_pre_ping=True,
+                pool_timeout=POOL_TIMEOUT_S,
+                connect_args={"timeout": CONNECT_TIMEOUT_S},
+            )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -157,12 +165,3 @@ def _sqlite_pragmas_fast(dbapi_conn: Any, record: Any) -> None:
     # consistent; ``Database.sync`` bounds what a power loss can take.
     _sqlite_pragmas(dbapi_conn, record)
     dbapi_conn.execute("PRAGMA synchronous=NORMAL")
-
-
-def unreachable(exc: BaseException) -> bool:
-    """The database is away or busy (worth retrying), rather than refusing these rows."""
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OSError)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from lingyun.errors import InvalidRequestError, NotFoundError
 from lingyun.store.db import Database
 from lingyun.store.models import ApiKey, Project, Tenant, new_id, utcnow
+from lingyun.store.outage import outage_is_503
 from lingyun.tenancy.audit import SYSTEM_ACTOR, Actor, record
 from lingyun.tenancy.keys import display_prefix, generate_secret, hash_secret
 from lingyun.tenancy.priority import DEFAULT_PRIORITY, checked, effective
@@ -248,6 +249,10 @@ class TenancyService:
         return await self._live_key(ApiKey.id == key_id)
 
     async def _live_key(self, which: Any) -> KeyInfo | None:
+        with outage_is_503():  # the request path: an absent database is a 503, not a 500
+            return await self._live_key_row(which)
+
+    async def _live_key_row(self, which: Any) -> KeyInfo | None:
         async with self.db.session() as s:
             row = (
                 await s.execute(

@@ -96,12 +96,14 @@ class SimulatorBackend:
         self.active = 0
         self.waiting = 0
         self.generated_tokens = 0
+        self.started = 0  # sequences ever asked for: what reached this engine at all
 
     def health(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "active": self.active,
             "waiting": self.waiting,
             "generated_tokens": self.generated_tokens,
+            "started": self.started,
         }
         if self.cache.enabled:
             info["prefix_cache"] = {
@@ -199,6 +201,7 @@ class SimulatorBackend:
         ttft = self.ttft if ttft_ms is None else ttft_ms / 1000
         itl = self.itl if itl_ms is None else itl_ms / 1000
         limit = params.max_tokens or self.output_tokens
+        self.started += 1
         self.active += 1
         try:
             async with (

@@ -10,13 +10,10 @@ from starlette.responses import Response
 
 from lingyun.batch import wire
 from lingyun.batch.files import FileStore, Owner
-from lingyun.errors import InvalidRequestError, RequestTooLargeError
+from lingyun.errors import InvalidRequestError
 from lingyun.gateway.pipeline import Gateway
 
 router = APIRouter(prefix="/v1", tags=["files"])
-
-# Multipart framing around the file itself.
-_FRAMING_BYTES = 64 * 1024
 
 
 async def _owner(request: Request) -> Owner:
@@ -34,12 +31,7 @@ def _store(request: Request) -> FileStore:
 async def create_file(request: Request) -> dict[str, Any]:
     owner = await _owner(request)
     store = _store(request)
-    limit = store.limits.max_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit + _FRAMING_BYTES:
-        raise RequestTooLargeError(
-            f"File is larger than the limit of {limit} bytes.", param="file", code="file_too_large"
-        )
+    limit = store.limits.max_bytes  # the whole body is bounded by api/body_limit.py
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidRequestError("Upload the file as multipart/form-data.", param="file")
     async with request.form(max_files=1, max_fields=16) as form:
