@@ -88,6 +88,8 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Canonical model names this key may call, within its grants; None: every granted model.
+    models: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), default=None)
 
 
 class UsageRecord(Base):

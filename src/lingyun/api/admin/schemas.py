@@ -103,6 +103,11 @@ class ProjectResponse(BaseModel):
 class KeyCreateRequest(_Request):
     name: Label = ""
     expires_at: AwareDatetime | None = None
+    models: Annotated[
+        list[ModelName] | None,
+        Field(max_length=256, description="Models this key may call (of those granted); "
+              "null: every granted model."),
+    ] = None  # fmt: skip
 
 
 class KeyResponse(BaseModel):
@@ -117,6 +122,7 @@ class KeyResponse(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    models: list[str] | None = None
 
 
 class CreatedKeyResponse(KeyResponse):
