@@ -259,7 +259,10 @@ def test_projects_and_members_then_the_member_signs_in(
 def test_api_docs_load_from_local_assets(browse: Browse) -> None:
     page = browse.page()
     page.goto("/docs")
-    expect(page.get_by_text("/admin/v1/tenants/{tenant_id}/invoices/{month}").first).to_be_visible()
+    # Swagger UI parses 1.7 MB of script first: slow on a busy machine, so a longer wait.
+    expect(page.get_by_text("/admin/v1/tenants/{tenant_id}/invoices/{month}").first).to_be_visible(
+        timeout=60_000
+    )
     browse.shot(page, "api-docs")
 
 

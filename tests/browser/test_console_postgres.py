@@ -16,16 +16,23 @@ from tests.support.databases import fresh_postgres
 from tests.support.server import LingyunServer
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LingyunServer]:
-    data_dir = tmp_path_factory.mktemp("console-pg")
+@pytest.fixture(scope="module", autouse=True)
+def database_url() -> Iterator[str]:
+    """Made before Playwright starts: its event loop would refuse the driver's asyncio.run."""
     with fresh_postgres() as url:
-        srv = LingyunServer(data_dir=data_dir, database_url=url, models=console_models(data_dir))
-        srv.start()
-        try:
-            yield srv
-        finally:
-            srv.stop()
+        yield url
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[LingyunServer]:
+    data_dir = tmp_path_factory.mktemp("console-pg")
+    srv = LingyunServer(data_dir=data_dir, database_url=database_url,
+                        models=console_models(data_dir))  # fmt: skip
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def test_key_for_one_model_on_postgres(
