@@ -17,16 +17,16 @@ from tests.support.server import LingyunServer
 
 
 @pytest.fixture(scope="module", autouse=True)
-def database_url() -> Iterator[str]:
+def pg_url() -> Iterator[str]:
     """Made before Playwright starts: its event loop would refuse the driver's asyncio.run."""
     with fresh_postgres() as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[LingyunServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[LingyunServer]:
     data_dir = tmp_path_factory.mktemp("console-pg")
-    srv = LingyunServer(data_dir=data_dir, database_url=database_url,
+    srv = LingyunServer(data_dir=data_dir, database_url=pg_url,
                         models=console_models(data_dir))  # fmt: skip
     srv.start()
     try:
