@@ -79,6 +79,9 @@ class TenantCreateRequest(_Request):
 
 class TenantUpdateRequest(_Request):
     weight: float | None = Field(default=None, gt=0, le=1e6)
+    free_only: bool | None = Field(
+        default=None, description="Spend free quota only, never the balance."
+    )
 
 
 class TenantResponse(BaseModel):

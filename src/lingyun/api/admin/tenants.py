@@ -22,6 +22,7 @@ from lingyun.api.admin.schemas import (
     TenantUpdateRequest,
     UsageResponse,
 )
+from lingyun.metering.accounts import set_free_only
 from lingyun.tenancy.usage import default_window, usage_report
 
 router = APIRouter(tags=["admin: tenants"])
@@ -53,6 +54,8 @@ async def update_tenant(
     await ctx.visible_tenant(tenant_id)
     ctx.principal.require_platform_admin()
     tenant = await ctx.tenancy.update_tenant_by_id(tenant_id, body.weight, ctx.actor)
+    if body.free_only is not None:
+        await set_free_only(ctx.db, tenant_id, body.free_only)
     return convert.tenant(tenant)
 
 
