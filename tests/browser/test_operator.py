@@ -90,6 +90,10 @@ def test_operator_runs_one_tenant(
         page.get_by_role("button", name="Revoke sim").click()
         expect(page.locator("li[data-grant=sim]")).to_have_count(0)
         until(lambda: not _refused(client, "qwen"), what="qwen served again")
+    page.goto("/console/ops/audit")  # each change, by whom
+    for action in ("tenant.update", "tenant.free_only", "limits.set", "budget.set",
+                   "quota.grant", "model_grant.create", "model_grant.delete"):  # fmt: skip
+        expect(page.get_by_role("cell", name=action, exact=True).first).to_be_visible()
     # The tenant sees its budget and free quota on its usage page.
     page.goto(f"/console/usage?tenant={acme}")
     expect(page.locator('tr[data-budget="tenant:acme"] [data-limit]')).to_have_text("50.00")

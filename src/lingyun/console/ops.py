@@ -27,7 +27,7 @@ from lingyun.metering import accounts
 from lingyun.metering.money import parse_money
 from lingyun.serving.deployments import DeploymentStore
 from lingyun.serving.supervisor import ReplicaStatus
-from lingyun.tenancy.audit import list_events
+from lingyun.tenancy.audit import list_events, record_tenant_change
 from lingyun.tenancy.users import UserService
 
 MAX_TOPUP = Decimal(10**12)
@@ -79,6 +79,8 @@ async def top_up(request: Request, tenant_id: str, page: AdminPage) -> Response:
         return await tenants_page(request, page, error=getattr(exc, "message", str(exc)))
     await accounts.credit(page.db, tenant.id, amount, note=f"console by {page.principal.email}",
                           idempotency_key=form.get("idempotency") or None)  # fmt: skip
+    await record_tenant_change(page.db, page.actor, "tenant.topup", tenant.id,
+                               {"amount": str(amount)})  # fmt: skip
     return redirect("/console/ops/tenants")
 
 

@@ -17,6 +17,7 @@ from lingyun.errors import InvalidRequestError
 from lingyun.metering import accounts
 from lingyun.metering.money import parse_money
 from lingyun.store.models import Tenant
+from lingyun.tenancy.audit import record_tenant_change
 from lingyun.tenancy.grants import GrantService
 
 router = APIRouter(prefix="/console/ops/tenants", route_class=ConsoleRoute, include_in_schema=False)
@@ -92,7 +93,10 @@ async def settings(page: Page, tenant: Tenant, form: dict[str, str]) -> None:
     except ValueError:
         raise InvalidRequestError("The weight must be a positive number.") from None
     await page.tenancy.update_tenant_by_id(tenant.id, weight, page.actor)
-    await accounts.set_free_only(page.db, tenant.id, form.get("free_only") == "on")
+    free_only = form.get("free_only") == "on"
+    await accounts.set_free_only(page.db, tenant.id, free_only)
+    await record_tenant_change(page.db, page.actor, "tenant.free_only", tenant.id,
+                               {"free_only": free_only})  # fmt: skip
 
 
 @_change("limits")
@@ -101,12 +105,20 @@ async def limits(page: Page, tenant: Tenant, form: dict[str, str]) -> None:
     rpm, tpm = _count(form.get("rpm", ""), "rpm"), _count(form.get("tpm", ""), "tpm")
     concurrency = _count(form.get("concurrency", ""), "concurrency")
     values = LimitValues(rpm=rpm, tpm=tpm, concurrency=concurrency)
-    await LimitService(page.db).set(subject, form.get("model", "").strip(), values)
+    model = form.get("model", "").strip()
+    await LimitService(page.db).set(subject, model, values)
+    await record_tenant_change(page.db, page.actor, "limits.set", tenant.id,
+                               {"model": model, "rpm": rpm, "tpm": tpm,
+                                "concurrency": concurrency})  # fmt: skip
 
 
 @_change("budget")
 async def budget(page: Page, tenant: Tenant, form: dict[str, str]) -> None:
-    await accounts.set_budget(page.db, "tenant", tenant.id, _amount(form.get("monthly", "")))
+    limit = _amount(form.get("monthly", ""))
+    await accounts.set_budget(page.db, "tenant", tenant.id, limit)
+    shown = None if limit is None else str(limit)
+    await record_tenant_change(page.db, page.actor, "budget.set", tenant.id,
+                               {"monthly_limit": shown})  # fmt: skip
 
 
 @_change("grants")
@@ -124,5 +136,7 @@ async def revoke_grant(page: Page, tenant: Tenant, form: dict[str, str]) -> None
 
 @_change("quotas")
 async def quota(page: Page, tenant: Tenant, form: dict[str, str]) -> None:
-    tokens = _count(form.get("tokens", ""), "tokens") or 0
-    await accounts.grant_quota(page.db, tenant.id, form.get("model", "").strip(), tokens, None)
+    tokens, model = _count(form.get("tokens", ""), "tokens") or 0, form.get("model", "").strip()
+    await accounts.grant_quota(page.db, tenant.id, model, tokens, None)
+    await record_tenant_change(page.db, page.actor, "quota.grant", tenant.id,
+                               {"model": model, "tokens": tokens})  # fmt: skip
