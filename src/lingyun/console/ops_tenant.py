@@ -19,6 +19,7 @@ from lingyun.metering.money import parse_money
 from lingyun.store.models import Tenant
 from lingyun.tenancy.audit import record_tenant_change
 from lingyun.tenancy.grants import GrantService
+from lingyun.tenancy.roles import not_found
 
 router = APIRouter(prefix="/console/ops/tenants", route_class=ConsoleRoute, include_in_schema=False)
 Change = Callable[[Page, Tenant, dict[str, str]], Awaitable[None]]
@@ -129,8 +130,8 @@ async def grant(page: Page, tenant: Tenant, form: dict[str, str]) -> None:
 @_change("grants/revoke")
 async def revoke_grant(page: Page, tenant: Tenant, form: dict[str, str]) -> None:
     row = await GrantService(page.db).grant_by_id(form.get("grant", ""))
-    if row.tenant_id != tenant.id:
-        raise InvalidRequestError("That grant belongs to another tenant.")
+    if row.tenant_id != tenant.id:  # another tenant's grant: as if it did not exist
+        raise not_found("model_grant", row.id)
     await GrantService(page.db).revoke_by_id(row.id, actor=page.actor)
 
 
