@@ -1,4 +1,5 @@
-"""Time to first paint of the console overview with 30 days of data for 10 tenants.
+"""Time to first paint of the console overview with 30 days of data for 10 tenants, and of
+the operator's provider mix over all of it.
 
 Seeds a fresh SQLite data dir with usage rows and ledger entries (written directly: the
 point is the read side), starts ``lingyun serve``, signs in through the setup link in
@@ -18,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 from sqlalchemy import insert
 
 from lingyun.store.db import Database
@@ -88,23 +89,32 @@ def main() -> None:
             page.get_by_label("Password").fill(ADMIN_PASSWORD)
             page.get_by_role("button", name="Create the platform admin").click()
             page.wait_for_url("**/console")
-            fcp, ttfb = [], []
-            for run in range(args.runs):
-                page.goto(f"/console?tenant={tenant_ids[run % TENANTS]}")
-                timing = page.evaluate("""() => new Promise(resolve => {
-                    const nav = performance.getEntriesByType('navigation')[0];
-                    new PerformanceObserver(list => {
-                        const paint = list.getEntriesByName('first-contentful-paint')[0];
-                        if (paint) resolve({ttfb: nav.responseStart - nav.requestStart,
-                                            fcp: paint.startTime});
-                    }).observe({type: 'paint', buffered: true});
-                })""")
-                ttfb.append(timing["ttfb"])
-                fcp.append(timing["fcp"])
+            overview = [paint(page, f"/console?tenant={tenant_ids[run % TENANTS]}")
+                        for run in range(args.runs)]  # fmt: skip
+            mix = [paint(page, "/console/ops/mix") for _ in range(args.runs)]
             browser.close()
     finally:
         server.stop()
-    print(f"overview, {args.per_day * DAYS} requests in the tenant's window, {args.runs} runs:")
+    report(f"overview, {args.per_day * DAYS} requests in the tenant's window", overview)
+    report(f"provider mix, {rows} requests of all {TENANTS} tenants", mix)
+
+
+def paint(page: Page, url: str) -> tuple[float, float]:
+    """(server response, first contentful paint) in ms for one load of ``url``."""
+    page.goto(url)
+    timing = page.evaluate("""() => new Promise(resolve => {
+        const nav = performance.getEntriesByType('navigation')[0];
+        new PerformanceObserver(list => {
+            const paint = list.getEntriesByName('first-contentful-paint')[0];
+            if (paint) resolve({ttfb: nav.responseStart - nav.requestStart, fcp: paint.startTime});
+        }).observe({type: 'paint', buffered: true});
+    })""")
+    return float(timing["ttfb"]), float(timing["fcp"])
+
+
+def report(what: str, runs: list[tuple[float, float]]) -> None:
+    ttfb, fcp = [r[0] for r in runs], [r[1] for r in runs]
+    print(f"{what}, {len(runs)} runs:")
     print(f"  server response (TTFB) median {statistics.median(ttfb):.0f} ms, "
           f"max {max(ttfb):.0f} ms")  # fmt: skip
     print(f"  first contentful paint median {statistics.median(fcp):.0f} ms, "

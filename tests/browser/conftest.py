@@ -13,9 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, Browse, console_models
+from tests.support.browser import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Browse,
+    console_models,
+    make_tenant,
+    setup_url,
+)
 from tests.support.databases import fresh_sqlite
 from tests.support.server import LingyunServer
 
@@ -72,3 +81,24 @@ def _no_js_errors_or_outside_requests(request: pytest.FixtureRequest) -> Iterato
     yield
     if "browse" in request.fixturenames:
         request.getfixturevalue("browse").check()
+
+
+@pytest.fixture(scope="module")
+def admin(browse: Browse, server: LingyunServer) -> Iterator[BrowserContext]:
+    """The first platform admin, made through the setup link the server printed."""
+    ctx = browse.context()
+    page = ctx.new_page()
+    page.goto(setup_url(server))
+    browse.shot(page, "setup-en")
+    page.get_by_label("Email").fill(ADMIN_EMAIL)
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Create the platform admin").click()
+    page.wait_for_url("**/console")
+    page.close()
+    yield ctx
+
+
+@pytest.fixture(scope="module")
+def acme(admin: BrowserContext) -> str:
+    """Tenant ``acme``, created on the operator page; returns its id."""
+    return make_tenant(admin, "acme")

@@ -49,10 +49,18 @@ def test_tenant_admin_cannot_see_or_change_another_tenant(console: Console) -> N
 
 def test_member_cannot_do_operator_actions(console: Console) -> None:
     c = console.browser("member@acme.example")
+    acme = console.tenants["acme"]
     for path in ("/console/ops/tenants", "/console/ops/deployments", "/console/ops/users",
-                 "/console/ops/audit"):  # fmt: skip
+                 "/console/ops/audit", "/console/ops/clouds", "/console/ops/prices",
+                 "/console/ops/mix", f"/console/ops/tenants/{acme}"):  # fmt: skip
         assert c.get(path).status_code == 403, path
     form = form_of(c.get("/console/keys"))
+    for path, data in ((f"/console/ops/tenants/{acme}/budget", {"monthly": "1"}),
+                       (f"/console/ops/tenants/{acme}/settings", {"weight": "9"}),
+                       (f"/console/ops/tenants/{acme}/grants", {"model": "sim"}),
+                       ("/console/ops/prices", {"model": "sim", "input": "0", "output": "0"}),
+                       ("/console/ops/deployments/sim/scale", {"replicas": "0"})):  # fmt: skip
+        assert c.post(path, data={**form, **data}).status_code == 403, path
     resp = c.post("/console/ops/tenants", data={**form, "name": "sneaky"})
     assert resp.status_code == 403
     assert "sneaky" not in console.server.cli("tenants", "list").stdout

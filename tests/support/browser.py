@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.support.server import LingyunServer
 
@@ -98,3 +100,38 @@ def sign_in(page: Page, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/console")
+
+
+def until(check: Callable[[], object], timeout_s: float = 60.0, what: str = "") -> None:
+    """Poll ``check()`` until it is truthy (a state, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        time.sleep(0.2)
+
+
+def create_key(page: Page, tenant_id: str, name: str, models: Iterable[str] = ()) -> str:
+    """Create a key on the API keys page (ticking ``models``); returns the secret shown."""
+    page.goto(f"/console/keys?tenant={tenant_id}")
+    page.get_by_label("Name").fill(name)
+    for model in models:
+        page.get_by_role("checkbox", name=model, exact=True).check()
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_label("Secret key")
+    expect(secret).to_have_attribute("readonly", "")
+    value = secret.input_value()
+    assert value.startswith("sk-"), value
+    return value
+
+
+def make_tenant(admin: BrowserContext, name: str) -> str:
+    """Create tenant ``name`` on the operator page; returns its id (from its Manage link)."""
+    page = admin.new_page()
+    page.goto("/console/ops/tenants")
+    page.get_by_label("Name").fill(name)
+    page.get_by_role("button", name="Create tenant").click()
+    href = page.get_by_role("link", name=f"Manage {name}").get_attribute("href") or ""
+    page.close()
+    assert href.startswith("/console/ops/tenants/ten_"), href
+    return href.rsplit("/", 1)[1]

@@ -4,6 +4,7 @@ overrides; read the audit log, usage and the model list."""
 from __future__ import annotations
 
 import httpx
+import openai
 import pytest
 
 from lingyun.store.access import ROLES
@@ -51,6 +52,33 @@ def test_key_secret_is_shown_once(world: World) -> None:
         return ok(admin.get(f"/keys/{created['id']}"))["last_used_at"] is not None
 
     poll(used, 6.0, 0.2)  # written in batches off the request path
+
+
+def _refusal(client: openai.OpenAI, model: str) -> tuple[int, object]:
+    with pytest.raises(openai.NotFoundError) as err:
+        client.chat.completions.create(model=model, messages=MSG, max_tokens=4)  # type: ignore[arg-type]
+    body = err.value.body
+    assert isinstance(body, dict)
+    # Alike but for the model's name and the request id each error carries.
+    return err.value.status_code, {**body, "message": body["message"].replace(model, "M"),
+                                   "request_id": None}  # fmt: skip
+
+
+def test_a_key_narrowed_to_one_model_refuses_the_others_as_ungranted(world: World) -> None:
+    admin = world.a.clients["tenant_admin"]
+    # The default project may call sim and sim-b; this key only sim.
+    created = world.new_key(admin, world.a.default_project, name="only-sim", models=["sim"])
+    assert created["models"] == ["sim"]
+    assert ok(admin.get(f"/keys/{created['id']}"))["models"] == ["sim"]
+    empty = admin.post(f"/projects/{world.a.project}/keys", json={"models": []})
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "models"
+    client = openai.OpenAI(api_key=created["key"], base_url=f"{world.base_url}/v1", max_retries=0)
+    assert client.chat.completions.create(model="sim", messages=MSG, max_tokens=4)  # type: ignore[arg-type]
+    # sim-b is granted to the tenant but not to this key; sim-secret to neither.
+    off_list, ungranted = _refusal(client, "sim-b"), _refusal(client, "sim-secret")
+    assert off_list == ungranted, (off_list, ungranted)
+    assert [m.id for m in client.models.list()] == ["sim"]
+    client.close()
 
 
 def test_member_creates_keys_in_its_project_only(world: World) -> None:

@@ -32,6 +32,10 @@ def create_key(
     expires: Annotated[
         str | None, typer.Option("--expires", help="Expiry, ISO 8601 with a timezone.")
     ] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="Allow only this model (repeat for more); default: all."),
+    ] = None,
     data_dir: DataDirOpt = None,
     database_url: DatabaseUrlOpt = None,
     config: ConfigOpt = None,
@@ -43,7 +47,7 @@ def create_key(
     created = run_with_db(
         settings,
         lambda db: TenancyService(db).create_key(
-            tenant, project, name, expires_at, actor=CLI_ACTOR
+            tenant, project, name, expires_at, actor=CLI_ACTOR, models=models or None
         ),
     )
     if as_json:

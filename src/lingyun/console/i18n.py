@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lingyun.console.i18n_ops import OPS_ZH
+
 LANGS = ("en", "zh")
 LANG_COOKIE = "ly_lang"
 
@@ -118,6 +120,7 @@ ZH: dict[str, str] = {
     "Projects and members": "项目与成员",
     "Create project": "创建项目",
     "Add member": "添加成员",
+    **OPS_ZH,
 }
 
 TABLES: dict[str, dict[str, str]] = {"en": {}, "zh": ZH}

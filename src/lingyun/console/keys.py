@@ -1,4 +1,5 @@
-"""API keys page: create (the secret shown once), list with last use, revoke."""
+"""API keys page: create (the secret shown once, optionally narrowed to some granted
+models), list with last use and allow-list, revoke."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from lingyun.console.context import ConsoleRoute, Page, check_form, page_for, redirect, render
+from lingyun.console.tenant import granted_models
 from lingyun.errors import InvalidRequestError, PermissionDeniedError
 from lingyun.store.models import ApiKey, utcnow
 from lingyun.tenancy.roles import not_found
@@ -37,9 +39,10 @@ async def _render(
     names = {pr.id: pr.name for pr in projects}
     usable = [pr for pr in projects if p.can_use_project(tenant.id, pr.id)]
     keys.sort(key=lambda k: k.created_at, reverse=True)
+    models = [m["name"] for m in await granted_models(request, page)]
     return render(request, "keys.html", status=400 if error else 200, page=page, keys=keys,
                   project_names=names, usable=usable, created=created, error=error,
-                  key_state=key_state, can_use=p.can_use_project)  # fmt: skip
+                  key_state=key_state, can_use=p.can_use_project, models=models)  # fmt: skip
 
 
 @router.get("/keys")
@@ -61,6 +64,18 @@ def _expiry(raw: str) -> datetime | None:
     return when
 
 
+async def _allow_list(request: Request, page: Page) -> list[str] | None:
+    """The ticked models (each one this tenant is granted), or None when none is ticked."""
+    ticked = [v for v in (await request.form()).getlist("models") if isinstance(v, str)]
+    if not ticked:
+        return None
+    granted = {m["name"] for m in await granted_models(request, page)}
+    unknown = sorted(set(ticked) - granted)
+    if unknown:
+        raise InvalidRequestError(f"Not a granted model: {unknown[0]}.", param="models")
+    return ticked
+
+
 @router.post("/keys")
 async def create_key(request: Request, page: PageDep) -> Response:
     form = await check_form(request)
@@ -73,11 +88,12 @@ async def create_key(request: Request, page: PageDep) -> Response:
         raise PermissionDeniedError("Viewers may not create keys.")
     try:
         expires = _expiry(form.get("expires", "").strip())
+        allowed = await _allow_list(request, page)
     except InvalidRequestError as exc:
         return await _render(request, page, error=exc.message)
     name = form.get("name", "").strip()[:128]
     created = await page.tenancy.create_key_in(project, name, expires, actor=page.actor,
-                                               tenant_name=tenant.name)  # fmt: skip
+                                               tenant_name=tenant.name, models=allowed)  # fmt: skip
     return await _render(request, page, created=created)
 
 

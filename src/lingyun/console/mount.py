@@ -7,14 +7,14 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from lingyun.console import auth, keys, members, ops, tenant
+from lingyun.console import auth, keys, members, ops, ops_platform, ops_tenant, tenant
 from lingyun.console.context import HERE
 from lingyun.console.setup import SetupGate, banner, print_banner
 from lingyun.store.db import Database
 from lingyun.tenancy.login_limit import LoginLimiter
 
 router = APIRouter()
-for _module in (auth, keys, members, tenant, ops):
+for _module in (auth, keys, members, tenant, ops, ops_tenant, ops_platform):
     router.include_router(_module.router)
 
 

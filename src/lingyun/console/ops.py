@@ -1,5 +1,6 @@
-"""Operator pages (platform admins only): tenants (create, top up), deployments (deploy a
-simulator, local path or upstream preset; undeploy), users and the audit log."""
+"""Operator pages (platform admins only): tenants (create, top up; one tenant's settings are
+in ``ops_tenant``), deployments (deploy a simulator, a local path or an upstream preset;
+scale, undeploy), users and the audit log."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ from lingyun.console.context import (
     redirect,
     render,
 )
+from lingyun.engines.registry import ENGINES
+from lingyun.engines.upstream.presets import PRESETS
 from lingyun.errors import InvalidRequestError
 from lingyun.metering import accounts
 from lingyun.metering.money import parse_money
 from lingyun.serving.deployments import DeploymentStore
-from lingyun.tenancy.audit import list_events
+from lingyun.serving.supervisor import ReplicaStatus
+from lingyun.tenancy.audit import list_events, record_tenant_change
 from lingyun.tenancy.users import UserService
 
 MAX_TOPUP = Decimal(10**12)
@@ -75,25 +79,32 @@ async def top_up(request: Request, tenant_id: str, page: AdminPage) -> Response:
         return await tenants_page(request, page, error=getattr(exc, "message", str(exc)))
     await accounts.credit(page.db, tenant.id, amount, note=f"console by {page.principal.email}",
                           idempotency_key=form.get("idempotency") or None)  # fmt: skip
+    await record_tenant_change(page.db, page.actor, "tenant.topup", tenant.id,
+                               {"amount": str(amount)})  # fmt: skip
     return redirect("/console/ops/tenants")
 
 
-def _replicas(request: Request) -> dict[str, tuple[int, int, list[str]]]:
+def _replicas(request: Request) -> dict[str, tuple[int, int, list[ReplicaStatus]]]:
     sup = getattr(request.app.state, "supervisor", None)
-    out: dict[str, tuple[int, int, list[str]]] = {}
+    out: dict[str, tuple[int, int, list[ReplicaStatus]]] = {}
     for d in sup.status() if sup is not None else []:
-        states = [f"{r.replica_id}: {r.state.value} ({r.restarts})" for r in d.replicas]
-        out[d.name] = (d.healthy_replicas, len(d.replicas), states)
+        out[d.name] = (d.healthy_replicas, len(d.replicas), list(d.replicas))
     return out
+
+
+def served(request: Request) -> list[DeploymentConfig]:
+    """The deployments this gateway serves now (config file and ``lingyun deploy``)."""
+    gateway = getattr(request.app.state, "gateway", None)
+    return list(gateway.catalog.deployments()) if gateway is not None else []
 
 
 @router.get("/deployments")
 async def deployments_page(request: Request, page: AdminPage, error: str = "") -> Response:
-    gateway = getattr(request.app.state, "gateway", None)
-    serving = gateway.catalog.deployments() if gateway is not None else []
+    serving = served(request)
     stored = {d.name for d in await DeploymentStore(page.db).list()}
     return render(request, "ops_deployments.html", page=page, serving=serving, stored=stored,
-                  replicas=_replicas(request), error=error or None)  # fmt: skip
+                  replicas=_replicas(request), error=error or None,
+                  presets=sorted(PRESETS), engines=list(ENGINES))  # fmt: skip
 
 
 @router.post("/deployments")
@@ -115,6 +126,23 @@ async def deploy(request: Request, page: AdminPage) -> Response:
     ):
         return await deployments_page(request, page, error=f"{dep.name} is in the config file.")
     await DeploymentStore(page.db).save(dep)
+    return redirect("/console/ops/deployments")
+
+
+@router.post("/deployments/{name}/scale")
+async def scale(request: Request, name: str, page: AdminPage) -> Response:
+    form = await check_form(request)
+    store = DeploymentStore(page.db)
+    dep = next((d for d in await store.list() if d.name == name), None)
+    if dep is None:
+        raise InvalidRequestError(f"{name} is in the config file; scale it there.")
+    try:
+        scaled = DeploymentConfig.model_validate(
+            {**dep.model_dump(exclude_unset=True), "replicas": int(form.get("replicas", ""))}
+        )
+    except (ValidationError, ValueError) as exc:
+        return await deployments_page(request, page, error=str(exc).splitlines()[0])
+    await store.save(scaled)
     return redirect("/console/ops/deployments")
 
 

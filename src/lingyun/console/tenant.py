@@ -82,9 +82,13 @@ async def usage_page(
     quotas = await accounts.list_quotas(page.db, tenant.id)
     log = await request_log.recent(page.db, tenant.id, limit=100, model=model or None,
                                    failed_only=failed == "1")  # fmt: skip
+    projects = {pr.id: pr.name for pr in await page.tenancy.list_projects(tenant.id)
+                if page.principal.can_see_project(tenant.id, pr.id)}  # fmt: skip
+    subjects = [("tenant", tenant.id)] + [("project", pid) for pid in projects]
+    budgets = await accounts.budgets(page.db, subjects, chosen)
     return render(request, "usage.html", page=page, invoice=invoice, month=chosen,
                   balance=balance, quotas=quotas, log=log, ended=request_log.ended,
-                  model=model, failed=failed)  # fmt: skip
+                  model=model, failed=failed, budgets=budgets, projects=projects)  # fmt: skip
 
 
 @router.get("/usage/invoice.{fmt}")

@@ -18,7 +18,7 @@ from lingyun.errors import InvalidRequestError
 from lingyun.metering.batch import ensure_accounts
 from lingyun.metering.money import ZERO
 from lingyun.store.db import Database
-from lingyun.store.ledger import Account, Budget, FreeQuota, LedgerEntry
+from lingyun.store.ledger import Account, Budget, BudgetPeriod, FreeQuota, LedgerEntry
 from lingyun.store.models import utcnow
 
 ENTRY_KINDS = ("topup", "refund", "adjustment")
@@ -110,6 +110,39 @@ async def set_budget(
             s.add(Budget(scope=scope, scope_id=scope_id, monthly_limit=monthly_limit))
         else:
             budget.monthly_limit = monthly_limit
+
+
+@dataclass(frozen=True)
+class BudgetView:
+    """A monthly cap and what this month has spent and holds against it."""
+
+    scope: str
+    scope_id: str
+    monthly_limit: Decimal
+    spent: Decimal
+    reserved: Decimal
+
+
+async def budgets(db: Database, subjects: list[tuple[str, str]], period: str) -> list[BudgetView]:
+    """The budgets set on these (scope, id) subjects, in their order; ``period`` is YYYY-MM."""
+    if not subjects:
+        return []
+    ids = {sid for _, sid in subjects}
+    async with db.session() as s:
+        caps = await s.scalars(select(Budget).where(Budget.scope_id.in_(ids)))
+        limit = {(b.scope, b.scope_id): b.monthly_limit for b in caps.all()}
+        rows = await s.scalars(
+            select(BudgetPeriod).where(
+                BudgetPeriod.scope_id.in_(ids), BudgetPeriod.period == period
+            )
+        )
+        used = {(p.scope, p.scope_id): (p.spent, p.reserved) for p in rows.all()}
+    out = []
+    for subject in subjects:
+        if subject in limit:
+            spent, reserved = used.get(subject, (ZERO, ZERO))
+            out.append(BudgetView(subject[0], subject[1], limit[subject], spent, reserved))
+    return out
 
 
 async def grant_quota(

@@ -94,6 +94,8 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # Overrides its project's priority when set.
     priority: Mapped[str | None] = mapped_column(String(16), default=None)
+    # Canonical model names this key may call, within its grants; None: every granted model.
+    models: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), default=None)
 
 
 class UsageRecord(Base):

@@ -56,6 +56,17 @@ def record(
     )
 
 
+async def record_tenant_change(
+    db: Database, actor: Actor, action: str, tenant_id: str, details: dict[str, Any]
+) -> None:
+    """An event of its own, for a change whose service keeps no audit (money settings, limits
+    and budgets: the admin API records those in its routes, the console here)."""
+    async with db.session() as s:
+        record(s, actor, action, target_type="tenant", target_id=tenant_id, tenant_id=tenant_id,
+               details=details)  # fmt: skip
+        await s.commit()
+
+
 async def list_events(
     db: Database,
     *,

@@ -2,7 +2,9 @@
 
 Rule: a scope (tenant, or project) with no grant rows may use every model; once it has any,
 only the granted ones (``*`` grants all). A key may use a model when its tenant *and* its
-project allow it, so a project's grants narrow its tenant's and can never widen them.
+project allow it, so a project's grants narrow its tenant's and can never widen them; a
+key's own allow-list (``KeyInfo.models``) narrows them once more, and a model it leaves out
+answers the same 404 as one never granted.
 
 The gateway asks :class:`GrantCache` (an in-memory snapshot, no database round trip per
 request). :class:`~lingyun.tenancy.runtime.TenancyRuntime` refreshes the snapshot at most
@@ -53,7 +55,8 @@ class GrantCache:
         self.snapshot = GrantSnapshot()
 
     def allowed(self, key: KeyInfo, model: str) -> bool:
-        return self.snapshot.allowed(key.tenant_id, key.project_id, model)
+        """Granted to the key's tenant and project, and on the key's own allow-list."""
+        return key.may_call(model) and self.snapshot.allowed(key.tenant_id, key.project_id, model)
 
 
 async def load_snapshot(db: Database) -> GrantSnapshot:

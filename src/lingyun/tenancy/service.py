@@ -36,6 +36,11 @@ class KeyInfo:
     prompt_log_retention_s: int | None = None
     # The capacity queue's band for this key's requests (tenancy/priority.py).
     priority: str = DEFAULT_PRIORITY
+    # The key's model allow-list (canonical names); None: whatever its tenant is granted.
+    models: frozenset[str] | None = None
+
+    def may_call(self, model: str) -> bool:
+        return self.models is None or model in self.models
 
 
 @dataclass(frozen=True)
@@ -174,10 +179,11 @@ class TenancyService:
         expires_at: datetime | None = None,
         *,
         actor: Actor = SYSTEM_ACTOR,
+        models: list[str] | None = None,
     ) -> CreatedKey:
         _, project = await self.project(tenant_name, project_name)
         return await self.create_key_in(
-            project, name, expires_at, actor=actor, tenant_name=tenant_name
+            project, name, expires_at, actor=actor, tenant_name=tenant_name, models=models
         )
 
     async def create_key_in(
@@ -188,7 +194,14 @@ class TenancyService:
         *,
         actor: Actor = SYSTEM_ACTOR,
         tenant_name: str = "",
+        models: list[str] | None = None,
     ) -> CreatedKey:
+        """A new key; ``models`` narrows it to those canonical names (None: all granted)."""
+        if models is not None:
+            models = sorted({m.strip() for m in models if m.strip()})
+            if not models:
+                raise InvalidRequestError("Allow at least one model, or leave it open.",
+                                          param="models")  # fmt: skip
         secret = generate_secret()
         row = ApiKey(
             id=new_id("key"),
@@ -198,13 +211,15 @@ class TenancyService:
             prefix=display_prefix(secret),
             secret_hash=hash_secret(secret),
             expires_at=expires_at,
+            models=models,
         )
         async with self.db.session() as s:
             s.add(row)
             expiry = expires_at.isoformat() if expires_at else None
             record(s, actor, "key.create", target_type="key", target_id=row.id,
                    tenant_id=row.tenant_id, project_id=row.project_id,
-                   details={"name": name, "prefix": row.prefix, "expires_at": expiry})  # fmt: skip
+                   details={"name": name, "prefix": row.prefix, "expires_at": expiry,
+                            "models": models})  # fmt: skip
             await s.commit()
         return CreatedKey(row.id, secret, row.prefix, tenant_name, project.name, name)
 
@@ -278,6 +293,7 @@ class TenancyService:
             key.id, key.tenant_id, tenant_name, key.project_id, project_name, key.expires_at,
             weight, prompt_log_retention_s=retention,
             priority=effective(key.priority, project_priority),
+            models=frozenset(key.models) if key.models is not None else None,
         )  # fmt: skip
 
     async def set_priority(

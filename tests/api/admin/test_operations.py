@@ -73,3 +73,24 @@ def test_request_log_and_series(console: Console) -> None:
         globex = console.tenants["globex"]
         assert viewer.get(f"/tenants/{globex}/requests").status_code == 404
         assert viewer.get(f"/tenants/{globex}/series").status_code == 404
+
+
+def test_provider_mix_and_free_only_for_platform_admins(console: Console) -> None:
+    server, acme = console.server, console.tenants["acme"]
+    with login(server.base_url, ROOT) as root, login(server.base_url, "member@acme.example") as m:
+        key = ok(root.post(f"/projects/{console.projects['acme']}/keys", json={}), 201)["key"]
+        with server.client(key, max_retries=0) as client:
+            client.chat.completions.create(
+                model="sim", messages=[{"role": "user", "content": "mix"}], max_tokens=3
+            )
+        mix = _until(lambda: (rows := ok(root.get("/provider-mix"))["data"])[0]["tokens"] > 0
+                     and rows)  # fmt: skip
+        assert [r["place"] for r in mix[:2]] == ["self-hosted", "dashscope"]
+        assert mix[0]["token_share"] > 0 and mix[1]["tokens"] == 0  # (no cloud deployed here)
+        assert sum(r["token_share"] for r in mix) == pytest.approx(1, abs=1e-5)
+        assert m.get("/provider-mix").status_code == 403
+        assert ok(root.patch(f"/tenants/{acme}", json={"free_only": True}))["id"] == acme
+        assert ok(root.get(f"/tenants/{acme}/balance"))["free_only"] is True
+        assert m.patch(f"/tenants/{acme}", json={"free_only": False}).status_code == 403
+        ok(root.patch(f"/tenants/{acme}", json={"free_only": False}))
+        assert ok(root.get(f"/tenants/{acme}/balance"))["free_only"] is False

@@ -34,7 +34,7 @@ def key(k: ApiKey) -> KeyResponse:
     return KeyResponse(
         id=k.id, tenant_id=k.tenant_id, project_id=k.project_id, name=k.name, prefix=k.prefix,
         created_at=k.created_at, expires_at=k.expires_at, revoked_at=k.revoked_at,
-        last_used_at=k.last_used_at, priority=checked(k.priority),
+        last_used_at=k.last_used_at, priority=checked(k.priority), models=k.models,
     )  # fmt: skip
 
 

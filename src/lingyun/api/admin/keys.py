@@ -46,7 +46,8 @@ async def create_key(
     project = await ctx.visible_project(project_id)
     if not ctx.principal.can_use_project(project.tenant_id, project.id):
         raise PermissionDeniedError("Viewers may not create keys.")
-    created = await ctx.tenancy.create_key_in(project, body.name, body.expires_at, actor=ctx.actor)
+    created = await ctx.tenancy.create_key_in(project, body.name, body.expires_at, actor=ctx.actor,
+                                              models=body.models)  # fmt: skip
     row = await ctx.tenancy.key_by_id(created.id)
     return CreatedKeyResponse(**convert.key(row).model_dump(), key=created.key)
 

@@ -12,13 +12,15 @@ from lingyun.api.admin import (
     grants,
     keys,
     limits,
+    mix,
     operations,
     tenants,
     users,
 )
 
 router = APIRouter(prefix="/admin/v1")
-for _module in (auth, tenants, keys, users, grants, limits, audit, billing, operations, channels):
+for _module in (auth, tenants, keys, users, grants, limits, audit, billing, operations, mix,
+                channels):  # fmt: skip
     router.include_router(_module.router)
 
 __all__ = ["router"]

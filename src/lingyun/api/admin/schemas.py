@@ -78,6 +78,9 @@ class TenantCreateRequest(_Request):
 
 class TenantUpdateRequest(_Request):
     weight: float | None = Field(default=None, gt=0, le=1e6)
+    free_only: bool | None = Field(
+        default=None, description="Spend free quota only, never the balance."
+    )
 
 
 class TenantResponse(BaseModel):
@@ -118,6 +121,11 @@ class PriorityUpdateRequest(_Request):
 class KeyCreateRequest(_Request):
     name: Label = ""
     expires_at: AwareDatetime | None = None
+    models: Annotated[
+        list[ModelName] | None,
+        Field(max_length=256, description="Models this key may call (of those granted); "
+              "null: every granted model."),
+    ] = None  # fmt: skip
 
 
 class KeyResponse(BaseModel):
@@ -133,6 +141,7 @@ class KeyResponse(BaseModel):
     revoked_at: datetime | None
     last_used_at: datetime | None
     priority: Priority | None = None
+    models: list[str] | None = None
 
 
 class CreatedKeyResponse(KeyResponse):

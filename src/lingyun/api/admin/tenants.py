@@ -23,6 +23,7 @@ from lingyun.api.admin.schemas import (
 )
 from lingyun.api.usage import EndQuery, StartQuery, UsageResponse, usage_response
 from lingyun.errors import InvalidRequestError
+from lingyun.metering.accounts import set_free_only
 from lingyun.store.models import Project
 from lingyun.tenancy.prompt_logging import set_prompt_logging
 
@@ -55,6 +56,8 @@ async def update_tenant(
     await ctx.visible_tenant(tenant_id)
     ctx.principal.require_platform_admin()
     tenant = await ctx.tenancy.update_tenant_by_id(tenant_id, body.weight, ctx.actor)
+    if body.free_only is not None:
+        await set_free_only(ctx.db, tenant_id, body.free_only)
     return convert.tenant(tenant)
 
 

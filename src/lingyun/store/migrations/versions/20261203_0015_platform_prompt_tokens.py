@@ -1,7 +1,7 @@
 """Usage rows record the platform's own cost of mid-stream failover: the prompt tokens a
 sibling re-prefilled to continue a stream whose replica died (never billed to the tenant).
 
-Revision ID: 20261203_0016
+Revision ID: 20261203_0015
 Revises: 20261203_0011
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "20261203_0016"
-down_revision = "20261203_0013"
+revision = "20261203_0015"
+down_revision = "20261203_0014"
 branch_labels = None
 depends_on = None
 
