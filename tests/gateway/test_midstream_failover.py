@@ -93,6 +93,7 @@ def _stream(
     )
     pieces: list[str] = []
     usage, error = None, None
+    victim = 0
     try:
         for chunk in raw.parse():
             if chunk.usage is not None:
@@ -100,8 +101,10 @@ def _stream(
             text = chunk.choices[0].delta.content if chunk.choices else None
             if text:
                 pieces.append(text)
+                if kill and len(pieces) == 1:  # found early: the kill itself is one syscall
+                    victim = _busy_replica(server, model)["pid"]
                 if kill and len(pieces) == KILL_AFTER:
-                    os.kill(_busy_replica(server, model)["pid"], signal.SIGKILL)
+                    os.kill(victim, signal.SIGKILL)
     except openai.APIError as exc:
         error = exc
     finally:
