@@ -13,10 +13,12 @@ import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from lingyun.errors import ServiceUnavailableError
 from lingyun.metering import accounts
 from lingyun.metering.holds import Settlement
 from lingyun.metering.journal import Journal
@@ -207,3 +209,31 @@ async def test_the_power_loss_sync_runs(db: Database, funded_tenant: TenantFacto
         await db.sync()
     finally:
         await journal.stop()
+
+
+async def test_a_reservation_whose_commit_landed_but_whose_answer_was_lost_is_released(
+    db: Database, funded_tenant: TenantFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database dies between COMMIT and its answer (seen in the PostgreSQL outage test):
+    the client got its 503, so the reservation, written after all, must not hold credit."""
+    tenant, project = await funded_tenant(D("1"))
+    journal = Journal(db, owner=f"gw-{secrets.token_hex(3)}")
+    await journal.start()
+    real, lost = db.transaction, [False]
+
+    async def landed_then_lost(*args: Any, **kwargs: Any) -> Any:
+        result = await real(*args, **kwargs)
+        if not lost[0]:
+            lost[0] = True
+            raise ConnectionResetError("connection lost after COMMIT")
+        return result
+
+    monkeypatch.setattr(db, "transaction", landed_then_lost)
+    h = hold(tenant, project, prompt=8, output=50)
+    with pytest.raises(ServiceUnavailableError):
+        await journal.reserve(h)
+    async with asyncio.timeout(STUCK_S):
+        await journal.drain()
+    await journal.stop()
+    assert await _reservations(db, tenant) == {h.request_id: "released"}
+    assert await ledger_sum(db, tenant) == 0

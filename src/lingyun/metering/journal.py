@@ -120,8 +120,8 @@ class Journal:
             self.deliveries.record(request_id, counts)
 
     def settle(self, settlement: Settlement) -> None:
-        """Settle once the hold's reservation is decided (a request reserved ahead may end
-        before that); a refused one has nothing to settle."""
+        """Settle once the hold's reservation is decided (it may end before); a refused one
+        has nothing to settle."""
         self._live.pop(settlement.hold.request_id, None)
         decided = settlement.hold.decided
         if decided is not None and not decided.done():
@@ -235,8 +235,7 @@ class Journal:
         return time.monotonic() - self._renewed >= self.lease_s / 3
 
     def _holding(self) -> bool:
-        """May this gateway hold open reservations (so its lease must stay fresh)? An idle
-        gateway writes nothing: its next reservation renews the lease in its own commit."""
+        """May this gateway hold open reservations (its lease must stay fresh)? Idle: no."""
         busy = self._live or self._reserves or self._settles or not self._idle.is_set()
         return bool(busy) or self._committed != self._committed_at_renewal
 
@@ -272,13 +271,14 @@ class Journal:
             return
         logger.error("metering commit failed (%d reserves, %d settles): %s",
                      len(reserves), len(settles), exc)  # fmt: skip
-        self._settles[:0] = settles  # keep them; try again shortly
+        # A commit cut off by the outage may have landed anyway: release its holds later.
+        voids = [Settlement(h, 0, 0, 0, 0, "failed", reached_engine=False) for h in reserves]
+        self._settles[:0] = [*settles, *voids]  # keep them; try again shortly
         await asyncio.sleep(0.5)
         self._wake.set()
 
     async def _housekeeping(self) -> None:
-        """Each beat's steps fail alone: a checkpoint the database refuses must not keep the
-        lease from being renewed, nor the reconciliation from running."""
+        """Each beat's steps fail alone: a refused checkpoint must not stop the lease."""
         beats = 0
         while True:
             await asyncio.sleep(self.checkpoint_s)
