@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from lingyun.lifecycle import Lifecycle
+from lingyun.lifecycle import Lifecycle, supervised
 
 Step = Callable[[], Awaitable[None]]
 
@@ -92,9 +93,11 @@ async def test_a_crashed_loop_restarts_and_shutdown_cancels_it(
             cancelled.set()
 
     caplog.set_level(logging.ERROR)
-    async with Lifecycle() as life:
-        life.forever("scraper", run)
-        await asyncio.wait_for(second.wait(), 30)
+    task = supervised("scraper", run)
+    await asyncio.wait_for(second.wait(), 30)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
     assert cancelled.is_set()
     assert len(runs) == 2
     assert "scraper crashed; restarting" in caplog.text

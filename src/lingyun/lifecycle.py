@@ -53,20 +53,19 @@ class Lifecycle:
 
     def every(self, name: str, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
         """Run ``step`` every ``interval_s`` until shutdown; a failing step is logged."""
+        task = asyncio.create_task(periodic(name, interval_s, step), name=name)
+        self._stack.push_async_callback(_cancel, task)
 
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(interval_s)
-                try:
-                    await step()
-                except Exception:
-                    logger.exception("%s failed; retrying in %.1f s", name, interval_s)
 
-        self._stack.push_async_callback(_cancel, asyncio.create_task(beat(), name=name))
-
-    def forever(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
-        """Run ``run`` until shutdown, restarted after a backoff whenever it raises."""
-        self._stack.push_async_callback(_cancel, supervised(name, run))
+async def periodic(name: str, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
+    """``step`` every ``interval_s``, forever; a step that raises is logged and the next beat
+    runs as usual (a refresh that failed once keeps the previous values)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await step()
+        except Exception:
+            logger.exception("%s failed; retrying in %.1f s", name, interval_s)
 
 
 def supervised(name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from lingyun.lifecycle import supervised
+from lingyun.lifecycle import periodic, supervised
 from lingyun.store.access import ModelGrant
 from lingyun.store.db import Database
 from lingyun.store.models import ApiKey, utcnow
@@ -38,8 +38,12 @@ class TenancyRuntime:
     async def start(self) -> None:
         await self.refresh_grants()
         self._tasks = [
-            supervised("grant-cache", lambda: self._every(self._ttl, self.refresh_grants)),
-            supervised("key-used", lambda: self._every(self._touch_every, self.flush_used)),
+            supervised(
+                "grant-cache", lambda: periodic("grant-cache", self._ttl, self.refresh_grants)
+            ),
+            supervised(
+                "key-used", lambda: periodic("key-used", self._touch_every, self.flush_used)
+            ),
         ]
 
     async def stop(self) -> None:
@@ -79,12 +83,3 @@ class TenancyRuntime:
             for at, ids in by_time.items():
                 await s.execute(update(ApiKey).where(ApiKey.id.in_(ids)).values(last_used_at=at))
             await s.commit()
-
-    @staticmethod
-    async def _every(period: float, work: Any) -> None:
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await work()
-            except Exception:
-                logger.exception("tenancy background task failed; retrying")
