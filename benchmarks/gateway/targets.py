@@ -61,6 +61,18 @@ def start_replica(pace: Pace, workdir: Path, cpus: str | None) -> tuple[Proc, st
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
+# Metering on: a priced model, a balance, a monthly budget and a free quota (used up by the
+# first requests), so every check a billed request passes is in the measurement.
+BILLED = (
+    ("topup", "--tenant", "bench", "--amount", "1000000"),
+    ("budgets", "set", "--tenant", "bench", "--monthly", "1000000"),
+)
+BILLED_PER_MODEL = (
+    ("prices", "set", "{model}", "--input", "0.8", "--output", "2"),
+    ("quota", "grant", "--tenant", "bench", "--model", "{model}", "--tokens", "200"),
+)
+
+
 def start_lingyun(
     replicas: dict[str, str],
     workdir: Path,
@@ -95,6 +107,11 @@ def start_lingyun(
     out = subprocess.run(  # type: ignore[call-overload]
         [*lingyun, "keys", "create", "--tenant", "bench", "--json", *common], **run
     ).stdout
+    if name != "lingyun-nometer":  # metering with everything it checks: the setup
+        cmds = [*BILLED, *(tuple(a.format(model=m) for a in c) for m in replicas
+                           for c in BILLED_PER_MODEL)]  # fmt: skip
+        for cmd in cmds:
+            subprocess.run([*lingyun, *cmd, *common], **run)  # type: ignore[call-overload]
     return Target(name, f"http://127.0.0.1:{port}/v1", json.loads(out)["key"], proc)
 
 

@@ -81,13 +81,13 @@ async def _abandon(server: LingyunServer, sim: SimWorker, key: str) -> None:
             await waiting.aclose()
             await _until_queue(server, _only_holder, "the queue empty, the holder alone")
             assert sim.health()["started"] == 1  # none of the 500 reached the engine
-            # their releases are committed a batch behind: wait for that state
-            await until(lambda: _open_reservations(server) == 1, "only the holder's reserved")
         await _until_queue(server, lambda q: q["deployments"]["sim"]["active"] == 0, "slot free")
         answer = await http.post("/v1/chat/completions", json=BODY)
         assert answer.status_code == 200, answer.text
         assert sim.health()["started"] == 2
-    await until(lambda: _open_reservations(server) == 0, "every reservation released")
+    # a request that kept hold of its share would keep the lease (and the balance's
+    # reserved money) forever: once idle, everything goes back while the server runs
+    await until(lambda: _held(server) == (0, 0, 0), "every reservation and lease released")
 
 
 def _only_holder(queue: dict[str, Any]) -> bool:
@@ -104,11 +104,16 @@ async def _until_queue(
         await asyncio.sleep(0.1)
 
 
-def _open_reservations(server: LingyunServer) -> int:
-    [(count,)] = _rows(
-        server.data_dir / "lingyun.db", "SELECT COUNT(*) FROM reservations WHERE state = 'open'"
+def _held(server: LingyunServer) -> tuple[int, int, int]:
+    """Open reservations, credit leases, and accounts with money reserved."""
+    db = server.data_dir / "lingyun.db"
+    queries = (
+        "SELECT COUNT(*) FROM reservations WHERE state = 'open'",
+        "SELECT COUNT(*) FROM credit_leases",
+        "SELECT COUNT(*) FROM accounts WHERE reserved != 0",
     )
-    return int(count)
+    opened, leases, reserved = (int(_rows(db, q)[0][0]) for q in queries)
+    return opened, leases, reserved
 
 
 def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import Callable
@@ -67,9 +66,6 @@ class RequestContext:
     stream_ended: bool = False
     # The billing reservation, when metering is on (lingyun.metering.holds.Hold).
     hold: object | None = None
-    # Its decision, when it is written while the engine works: nothing reaches the client
-    # before it is done (a refusal raises the client's error there).
-    pending_reservation: asyncio.Future[None] | None = None
     # Content pieces streamed so far: the fallback count when an engine reports no usage.
     streamed_pieces: int = 0
     # Called with the number of output tokens each time content streams (the fair queue
@@ -112,11 +108,6 @@ class RequestContext:
             lane=self.lane,
             trace=self.trace,
         )
-
-    async def reservation_decided(self) -> None:
-        """Wait for a reservation written while the engine worked; raises its refusal."""
-        if self.pending_reservation is not None:
-            await asyncio.shield(self.pending_reservation)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

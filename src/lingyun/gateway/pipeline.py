@@ -172,13 +172,11 @@ class Gateway:
                 resume.track(ctx)  # mid-stream failover, where the deployment enables it
                 resp = await self._with_replica(ctx, finish, self.relay.open_stream)
                 finish.upstream = resp
-                await ctx.reservation_decided()
                 handed_off = True
                 return _StreamResponse(self._stream_body(ctx, finish, resp), finish)
             body = await _unless_disconnected(
                 request, self._with_replica(ctx, finish, self.relay.unary)
             )
-            await ctx.reservation_decided()
             self.admission.sent(ctx)
             return Response(body, media_type="application/json", headers=_headers(ctx))
         except LingyunError as err:
@@ -188,6 +186,9 @@ class Gateway:
             raise
         except asyncio.CancelledError:
             ctx.status_code, ctx.error_code = 499, "client_disconnected"
+            raise
+        except Exception:  # a bug: the client gets a 500, and the request log says so
+            ctx.status_code, ctx.error_code = 500, "internal_error"
             raise
         finally:
             if not handed_off:

@@ -1,8 +1,8 @@
-"""Billing as an admission policy: reserve the worst case before the first byte, settle after.
+"""Billing as an admission policy: reserve the worst case before the engine, settle after.
 
-The reservation is decided before the engine is asked, or, when the journal's headroom
-covers it, while the engine works (``Journal.reserve_ahead``): then the pipeline holds the
-response until the decision lands, and a refusal is the same 402, with nothing sent.
+The reservation is decided before the engine is asked: in memory against this gateway's
+credit lease on the account (no commit), or, for a batch line or while a free quota applies,
+by a durable reservation row (``Journal.reserve``).
 
 Worst case: every prompt token is at least one byte of the request body, so the body's size
 bounds the prompt; the output is bounded by ``max_tokens`` (× ``n``), or by the deployment's
@@ -52,11 +52,7 @@ class BillingAdmission:
             prompt_estimate=estimate,
         )
         ctx.hold = hold
-        pending = self.journal.reserve_ahead(hold)
-        if pending is None:
-            await self.journal.reserve(hold)
-        else:
-            ctx.pending_reservation = pending  # the first byte waits for it (pipeline.py)
+        await self.journal.reserve(hold)
 
         def progress() -> tuple[int, int]:
             if ctx.first_byte_at is None:

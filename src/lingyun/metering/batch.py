@@ -22,7 +22,7 @@ from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from lingyun.errors import InsufficientQuotaError
+from lingyun.metering import refusals
 from lingyun.metering.holds import Hold, Settlement
 from lingyun.metering.money import ZERO
 from lingyun.store.ledger import Account, Budget, BudgetPeriod, FreeQuota, LedgerEntry, Reservation
@@ -44,21 +44,26 @@ _ACCOUNT_DELTA = (
 
 @dataclass
 class BillingScopes:
-    """Which tenants have account rows, and which tenants/projects have budgets or quotas."""
+    """Which tenants have account rows, which tenants/projects have budgets, and which
+    (tenant, model) pairs have free quota left (a lease cannot hold free tokens)."""
 
     accounts: set[str] = field(default_factory=set)
     budgets: set[tuple[str, str]] = field(default_factory=set)
     quota_tenants: set[str] = field(default_factory=set)
+    quota_models: set[tuple[str, str]] = field(default_factory=set)
 
     def load(self, session: Session) -> None:
         self.budgets = {(s, i) for s, i in (session.execute(select(Budget.scope, Budget.scope_id)))}
-        self.quota_tenants = set(
-            session.scalars(
-                select(FreeQuota.tenant_id)
-                .where(or_(FreeQuota.expires_at.is_(None), FreeQuota.expires_at > utcnow()))
-                .distinct()
+        rows = session.execute(
+            select(FreeQuota.tenant_id, FreeQuota.model)
+            .where(
+                or_(FreeQuota.expires_at.is_(None), FreeQuota.expires_at > utcnow()),
+                FreeQuota.granted_tokens > FreeQuota.used_tokens + FreeQuota.reserved_tokens,
             )
+            .distinct()
         )
+        self.quota_models = {(t, m) for t, m in rows}
+        self.quota_tenants = {t for t, _ in self.quota_models}
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -232,17 +237,10 @@ def _decide(
         hold.prompt_upper - free_prompt, 0, hold.output_upper - (free - free_prompt)
     )
     if amount > 0 and funds.free_only:
-        return InsufficientQuotaError(
-            "Your free quota for this model is used up and this tenant is limited to free "
-            "quota. Ask an administrator to top up or lift the free-only setting."
-        )
+        return refusals.free_only()
     available = funds.balance - funds.reserved - funds.held
     if amount > 0 and available < amount:
-        return InsufficientQuotaError(
-            "You exceeded your current quota: the tenant's prepaid balance "
-            f"({available:.6f} {hold.prices.currency} available) does not cover this "
-            "request's maximum cost. Top up, or lower max_tokens."
-        )
+        return refusals.balance(available, hold.prices.currency)
     applying = [
         budgets[k]
         for k in (("tenant", hold.tenant_id), ("project", hold.project_id))
@@ -250,10 +248,7 @@ def _decide(
     ]
     for limit, spent in applying:
         if amount > 0 and spent.spent + spent.reserved + amount > limit:
-            return InsufficientQuotaError(
-                f"You exceeded your current quota: the {spent.scope}'s monthly budget of "
-                f"{limit} for {spent.period} is used up."
-            )
+            return refusals.budget(spent.scope, limit, spent.period)
     hold.amount, hold.free_tokens = amount, free
     hold.quota_id = quota.id if quota is not None and free else None
     hold.budgets = [(spent.scope, spent.scope_id) for _, spent in applying]

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from lingyun.metering.money import ZERO
 from lingyun.metering.pricing import UnitPrices
@@ -40,6 +41,31 @@ class Hold:
     decided: asyncio.Future[None] | None = field(default=None, repr=False)
     # "batch" for a Batch API line (priced at the batch multiplier, invoiced apart).
     lane: str = "interactive"
+    # Decided in memory against a credit lease (``lease_id``; empty when the worst case
+    # costs nothing), not by a reservation row: its settlement is folded into the lease.
+    leased: bool = False
+    lease_id: str = ""
+
+
+def hold_record(hold: Hold) -> dict[str, Any]:
+    """What a crash replay needs to charge a leased request: its parties, prices, bounds."""
+    return {
+        "r": hold.request_id, "t": hold.tenant_id, "p": hold.project_id, "k": hold.key_id,
+        "m": hold.model, "d": hold.period, "x": hold.prices.to_json(), "pu": hold.prompt_upper,
+        "ou": hold.output_upper, "a": str(hold.amount), "b": hold.budgets, "l": hold.lane,
+        "id": hold.lease_id,
+    }  # fmt: skip
+
+
+def hold_from_record(rec: dict[str, Any]) -> Hold:
+    return Hold(
+        request_id=str(rec["r"]), tenant_id=str(rec["t"]), project_id=str(rec["p"]),
+        key_id=str(rec["k"]), model=str(rec["m"]), period=str(rec["d"]),
+        prices=UnitPrices.from_json(rec["x"]), prompt_upper=int(rec["pu"]),
+        output_upper=int(rec["ou"]), prompt_estimate=0, amount=Decimal(rec["a"]),
+        budgets=[(str(s), str(i)) for s, i in rec["b"]], lane=str(rec["l"]), leased=True,
+        lease_id=str(rec["id"]),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,15 @@
-"""The metering journal: durable reservations and settlements, group-committed.
+"""The metering journal: every request's reservation and settlement, group-committed.
 
-Requests call ``reserve_ahead`` or ``reserve``, then ``settle`` (which does not wait: the
-response is already on its way; if the process dies first, reconciliation settles the
-reservation). When this gateway's last view of the account covers the request's worst case
-(``Headroom``), ``reserve_ahead`` queues the reservation and the request goes on to its engine
-while it is written; its first byte waits for the decision, so nothing reaches a client
-unreserved. Otherwise (first sight of an account, little money left, budgets or free quotas)
-``reserve`` waits for the decision before the engine. One task commits whatever has queued up
-since its last commit, so under load many requests share one transaction and one fsync. A
-second task checkpoints the usage of streams in flight, renews this gateway's lease, and
-reconciles reservations left open by gateways whose lease has lapsed.
+An interactive request is decided in memory against this gateway's credit lease on its
+account (``LeaseBook``): no commit on its path unless the lease must grow. Its hold goes to
+the delivery log before its engine is asked and its final usage when it settles; settlements
+are folded into the ledger in batches every ``fold_s`` (a crash before the fold is replayed
+from the log at the next start). A Batch API line, a request while a free quota applies to
+it, or a journal without a delivery log reserves per request instead: a durable reservation
+row, decided before its engine is asked, settled after (reconciliation settles it if the
+process dies first). One task commits whatever has queued up since its last commit, so many
+requests share one transaction; another (``upkeep``) checkpoints, renews the heartbeat,
+returns idle leases and reconciles dead gateways.
 """
 
 from __future__ import annotations
@@ -20,21 +20,22 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from decimal import Decimal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from lingyun.errors import ServiceUnavailableError
 from lingyun.lifecycle import supervised
+from lingyun.metering import lease_rows, upkeep
 from lingyun.metering.batch import BillingScopes, apply_reserves, apply_settles
-from lingyun.metering.deliveries import DeliveryLog
-from lingyun.metering.headroom import Headroom
+from lingyun.metering.commits import Commit, resolve, retrieved
+from lingyun.metering.deliveries import DeliveryLog, Replay
+from lingyun.metering.folds import fold
 from lingyun.metering.holds import Hold, Settlement
-from lingyun.metering.reconcile import open_reservations_of, renew_lease, touch_lease
+from lingyun.metering.leases import IDLE_S, LeaseBook
+from lingyun.metering.reconcile import renew_lease, touch_lease
 from lingyun.store.db import Database
-from lingyun.store.ledger import GatewayLease, Reservation
-from lingyun.store.models import utcnow
+from lingyun.store.ledger import Reservation
 from lingyun.store.outage import RETRY_AFTER_S, unreachable
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class Journal:
         *,
         checkpoint_s: float = 1.0,
         lease_s: float = 15.0,
+        fold_s: float = 0.2,
+        lease_idle_s: float = IDLE_S,
         deliveries: DeliveryLog | None = None,
     ) -> None:
         self.db = db
@@ -64,17 +67,19 @@ class Journal:
         self.owner = owner
         self.checkpoint_s = checkpoint_s
         self.lease_s = lease_s
-        self._reserves: list[Hold] = []
-        self._settles: list[Settlement] = []
+        self.fold_s = fold_s
+        self._queued = Commit()
+        self._fold_timer: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._live: dict[str, Progress] = {}
+        self._begun: dict[str, bytes] = {}  # leased requests running: their hold lines
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
         # Who has budgets and quotas, so batches skip those reads for everyone else.
         self.scopes = BillingScopes()
-        self.headroom = Headroom()
-        # When our lease was last renewed, and the commits made by then.
+        self.leases = LeaseBook(db, owner, self.scopes, lease_idle_s)
+        # When our heartbeat was last renewed, and the commits made by then.
         self._renewed = float("-inf")
         self._committed_at_renewal = 0
         self._synced = 0  # commits made durable against a power loss by the last sync
@@ -83,8 +88,16 @@ class Journal:
     # --- the request path -------------------------------------------------------------
 
     async def reserve(self, hold: Hold) -> None:
-        """Durably reserve ``hold``; raises ``InsufficientQuotaError`` when refused."""
-        decided = self._queue(hold, ahead=False)
+        """Reserve ``hold``'s worst case; raises ``InsufficientQuotaError`` when refused."""
+        if self._leasable(hold):
+            assert self.deliveries is not None
+            await self.leases.take(hold)
+            self._begun[hold.request_id] = self.deliveries.begin(hold)
+            return
+        decided = hold.decided = asyncio.get_running_loop().create_future()
+        decided.add_done_callback(retrieved)
+        self._queued.reserves.append(hold)
+        self._kick()
         try:
             await asyncio.shield(decided)
         except asyncio.CancelledError:
@@ -93,22 +106,15 @@ class Journal:
             self.settle(Settlement(hold, 0, 0, 0, 0, "cancelled", reached_engine=False))
             raise
 
-    def reserve_ahead(self, hold: Hold) -> asyncio.Future[None] | None:
-        """Queue ``hold`` without waiting if the headroom covers it, and answer its pending
-        decision, which must be awaited before the request's first byte reaches the client
-        (a refusal raises there). None: the headroom does not cover it; call ``reserve``."""
-        if not self.headroom.covers(hold, self.scopes):
-            return None
-        return self._queue(hold, ahead=True)
-
-    def _queue(self, hold: Hold, *, ahead: bool) -> asyncio.Future[None]:
-        decided = hold.decided = asyncio.get_running_loop().create_future()
-        decided.add_done_callback(_retrieved)
-        if ahead:
-            self.headroom.take(hold)
-        self._reserves.append(hold)
-        self._kick()
-        return decided
+    def _leasable(self, hold: Hold) -> bool:
+        """Leases cover interactive money; a free quota's tokens and batch lines (whose
+        resume reads their reservation rows) go per request, as does a journal with no
+        delivery log to replay a leased request from."""
+        return (
+            self.deliveries is not None
+            and hold.lane == "interactive"
+            and (hold.tenant_id, hold.model) not in self.scopes.quota_models
+        )
 
     def track(self, request_id: str, progress: Progress) -> None:
         """Checkpoint this request's (prompt, completion) tokens while it runs."""
@@ -121,22 +127,46 @@ class Journal:
 
     def settle(self, settlement: Settlement) -> None:
         """Settle once the hold's reservation is decided (it may end before); a refused one
-        has nothing to settle."""
-        self._live.pop(settlement.hold.request_id, None)
-        decided = settlement.hold.decided
+        has nothing to settle. A leased one is folded within ``fold_s``."""
+        hold = settlement.hold
+        self._live.pop(hold.request_id, None)
+        if hold.leased:
+            self._begun.pop(hold.request_id, None)
+            if self.leases.settle(settlement):
+                self._record_final(settlement)
+                self._queued.folds.append(settlement)
+                self._fold_soon()
+            return
+        decided = hold.decided
         if decided is not None and not decided.done():
             decided.add_done_callback(lambda _: self.settle(settlement))
             return
         if decided is not None and (decided.cancelled() or decided.exception() is not None):
             return
-        self._settles.append(settlement)
+        self._queued.settles.append(settlement)
         self._kick()
+
+    def _record_final(self, settlement: Settlement) -> None:
+        if self.deliveries is None:
+            return
+        # (a full disk is logged there; a crash now charges the last counts instead)
+        with contextlib.suppress(ServiceUnavailableError):
+            self.deliveries.settled(settlement)
+
+    def _fold_soon(self) -> None:
+        self._idle.clear()
+        if self._fold_timer is None:
+            self._fold_timer = asyncio.get_running_loop().call_later(self.fold_s, self._kick)
 
     def backlog(self) -> tuple[int, int]:
         """Reservations and settlements queued, not yet committed: the journal's lag."""
-        return len(self._reserves), len(self._settles)
+        q = self._queued
+        return len(q.reserves), len(q.settles) + len(q.folds)
 
     def _kick(self) -> None:
+        if self._fold_timer is not None:
+            self._fold_timer.cancel()
+            self._fold_timer = None
         self._idle.clear()
         self._wake.set()
 
@@ -147,8 +177,8 @@ class Journal:
         await renew_lease(self.db, self.owner)
         self._renewed = time.monotonic()
         # our previous life's orphans, charged what its delivery log says reached clients
-        delivered = self.deliveries.replay() if self.deliveries is not None else {}
-        await self.reconcile(owners=[self.owner], delivered=delivered)
+        replay = self.deliveries.replay() if self.deliveries is not None else Replay()
+        await upkeep.recover(self.db, self.owner, replay)
         self._tasks = [
             supervised("journal-commit", self._commit_loop),
             supervised("journal-housekeeping", self._housekeeping),
@@ -159,11 +189,13 @@ class Journal:
 
     async def drain(self) -> None:
         """Wait until everything queued so far is committed."""
-        while self._reserves or self._settles or not self._idle.is_set():
+        while self._queued or not self._idle.is_set():
             self._kick()
             await self._idle.wait()
 
     async def stop(self) -> None:
+        await self.drain()
+        self._queued.returns += self.leases.idle(everything=True)
         await self.drain()
         for task in self._tasks:
             task.cancel()
@@ -179,101 +211,99 @@ class Journal:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            reserves, self._reserves = self._reserves, []
-            settles, self._settles = self._settles, []
-            if reserves or settles:
+            batch, self._queued = self._queued, Commit()
+            if batch:
                 self._taken += 1
                 started = time.perf_counter()
-                await self._commit(reserves, settles)
+                await self._commit(batch)
                 self._committed += 1
                 self.commit_seconds(time.perf_counter() - started)
-            if not (self._reserves or self._settles):
+            if not self._queued:
                 self._idle.set()
 
-    async def _commit(self, reserves: list[Hold], settles: list[Settlement]) -> None:
+    async def _commit(self, batch: Commit) -> None:
         try:
-            outcomes = await self._transaction(reserves, settles)
+            outcomes = await self._transaction(batch)
         except Exception as exc:
-            if unreachable(exc) or len(reserves) + len(settles) == 1:
-                await self._failed(reserves, settles, exc)
+            if unreachable(exc) or batch.size() == 1:
+                await self._failed(batch, exc)
                 return
             # One bad row must not stop billing for everyone: commit each alone, so only
             # the one the database refuses is refused.
             logger.warning("metering batch refused (%s); committing its rows one by one", exc)
-            for settlement in settles:
-                await self._commit_alone([], [settlement])
-            for hold in reserves:
-                await self._commit_alone([hold], [])
+            for single in batch.singles():
+                try:
+                    alone = await self._transaction(single)
+                except Exception as exc_alone:
+                    await self._failed(single, exc_alone)
+                    continue
+                self._done(single, alone)
             return
-        for hold, outcome in zip(reserves, outcomes, strict=True):
-            _resolve(hold, outcome)
+        self._done(batch, outcomes)
 
-    async def _transaction(
-        self, reserves: list[Hold], settles: list[Settlement]
-    ) -> list[Exception | None]:
-        available: dict[str, Decimal] = {}
+    def _done(self, batch: Commit, outcomes: list[Exception | None]) -> None:
+        self.leases.folded(batch.folds)
+        for hold, outcome in zip(batch.reserves, outcomes, strict=True):
+            resolve(hold, outcome)
 
-        renew = bool(reserves) and self._lease_stale()
+    async def _transaction(self, batch: Commit) -> list[Exception | None]:
+        renew = bool(batch.reserves) and self._lease_stale()
 
-        def batch(s: Session) -> list[Exception | None]:
-            if settles:
-                apply_settles(s, settles)
-            if not reserves:
+        def run(s: Session) -> list[Exception | None]:
+            lease_rows.lock_accounts(s, batch.tenants())
+            if batch.settles:
+                apply_settles(s, batch.settles)
+            if batch.folds:
+                fold(s, batch.folds)
+            if batch.returns:
+                lease_rows.give_back(s, batch.returns)
+            if not batch.reserves:
                 return []
             if renew:  # after an idle spell: our heartbeat lands with the reservations
                 touch_lease(s, self.owner)
-            return apply_reserves(s, reserves, self.owner, self.scopes, available)
+            return apply_reserves(s, batch.reserves, self.owner, self.scopes)
 
         # fast commits: a crash of this process loses none; _housekeeping syncs each second
-        outcomes = await self.db.transaction(batch, durable=False)
+        outcomes = await self.db.transaction(run, durable=False)
         if renew:
             self._renewed = time.monotonic()
-        self.headroom.seen(available)  # before the holds it decided leave ``ahead``
         return outcomes
 
     def _lease_stale(self) -> bool:
         return time.monotonic() - self._renewed >= self.lease_s / 3
 
     def _holding(self) -> bool:
-        """May this gateway hold open reservations (its lease must stay fresh)? Idle: no."""
-        busy = self._live or self._reserves or self._settles or not self._idle.is_set()
+        """May this gateway hold open reservations or leases (its heartbeat must stay
+        fresh)? Idle, with every lease given back: no."""
+        busy = self._live or self._queued or not self._idle.is_set() or self.leases.holding()
         return bool(busy) or self._committed != self._committed_at_renewal
 
-    async def _commit_alone(self, reserves: list[Hold], settles: list[Settlement]) -> None:
-        try:
-            outcomes = await self._transaction(reserves, settles)
-        except Exception as exc:
-            await self._failed(reserves, settles, exc)
-            return
-        for hold, outcome in zip(reserves, outcomes, strict=True):
-            _resolve(hold, outcome)
-
-    async def _failed(
-        self, reserves: list[Hold], settles: list[Settlement], exc: Exception
-    ) -> None:
-        """Refuse the reserves; keep settlements to retry while the database is away, but
-        drop one it refuses on its own (its reservation stays open: the next start's
-        reconciliation charges it from its last checkpoint, at most its hold)."""
+    async def _failed(self, batch: Commit, exc: Exception) -> None:
+        """Refuse the reserves; keep the rest to retry while the database is away, but
+        drop a row it refuses on its own (a per-request reservation then stays open: the
+        next start's reconciliation charges it from its last checkpoint, at most its hold)."""
         refusal = ServiceUnavailableError(
             "Billing is temporarily unavailable; the request was not started.",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
-        self.headroom.forget()  # until the database answers again, every request waits
-        for hold in reserves:
-            _resolve(hold, refusal)
+        for hold in batch.reserves:
+            resolve(hold, refusal)
         if not unreachable(exc):
-            for s in settles:
+            for s in [*batch.settles, *batch.folds]:
                 logger.error(
                     "settlement of %s refused by the database (%s); left to reconciliation",
                     s.hold.request_id,
                     exc,
                 )
+            self.leases.folded(batch.folds)
             return
-        logger.error("metering commit failed (%d reserves, %d settles): %s",
-                     len(reserves), len(settles), exc)  # fmt: skip
+        logger.error("metering commit failed (%d rows): %s", batch.size(), exc)
         # A commit cut off by the outage may have landed anyway: release its holds later.
-        voids = [Settlement(h, 0, 0, 0, 0, "failed", reached_engine=False) for h in reserves]
-        self._settles[:0] = [*settles, *voids]  # keep them; try again shortly
+        voids = [Settlement(h, 0, 0, 0, 0, "failed", reached_engine=False) for h in batch.reserves]
+        q = self._queued
+        q.settles[:0] = [*batch.settles, *voids]  # keep them; try again shortly
+        q.folds[:0] = batch.folds
+        q.returns[:0] = batch.returns
         await asyncio.sleep(0.5)
         self._wake.set()
 
@@ -283,7 +313,7 @@ class Journal:
         while True:
             await asyncio.sleep(self.checkpoint_s)
             beats += 1
-            steps = [self._load_scopes, self._checkpoint, self._sync]
+            steps = [self._load_scopes, self._checkpoint, self._sync, self._return_idle]
             if beats * self.checkpoint_s >= self.lease_s / 3:
                 beats = 0
                 steps.append(self._keep_lease)
@@ -292,6 +322,12 @@ class Journal:
                     await step()
                 except Exception:
                     logger.exception("metering housekeeping (%s) failed; retrying", step.__name__)
+
+    async def _return_idle(self) -> None:
+        idle = self.leases.idle()
+        if idle:
+            self._queued.returns += idle
+            self._kick()
 
     async def _sync(self) -> None:
         """What a power loss can take: the commits since the last beat."""
@@ -305,7 +341,9 @@ class Journal:
             self._committed_at_renewal = self._committed
             await renew_lease(self.db, self.owner)
             self._renewed = time.monotonic()
-        await self.reconcile(owners=await self._dead_owners())
+        dead = await upkeep.dead_owners(self.db, self.owner, self.lease_s)
+        await upkeep.reconcile(self.db, dead)
+        await upkeep.reclaim(self.db, dead)
         await self.purge(older_than=SETTLED_RETENTION)
 
     async def _load_scopes(self) -> None:
@@ -322,78 +360,38 @@ class Journal:
         covers: int | None = None
         if log is not None and self._rotation_target is None:
             # (no new file while a failed round's rotated one is left: this round covers it)
-            log.rotate()
-            pending = bool(self._reserves or self._settles) or not self._idle.is_set()
+            log.rotate(self._carried())
+            pending = bool(self._queued) or not self._idle.is_set()
             covers = self._taken + (1 if pending else 0)
         rows = []
         for request_id, progress in list(self._live.items()):
-            prompt, completion = progress()
-            rows.append({"rid": request_id, "p": prompt, "c": completion})
-        async with self.db.session() as s, s.begin():
-            for row in rows:
-                await s.execute(
-                    update(Reservation)
-                    .where(Reservation.request_id == row["rid"], Reservation.state == "open")
-                    .values(prompt_tokens=row["p"], completion_tokens=row["c"])
-                )
+            if request_id not in self._begun:  # a leased request's record is its log
+                prompt, completion = progress()
+                rows.append({"rid": request_id, "p": prompt, "c": completion})
+        if rows:
+            async with self.db.session() as s, s.begin():
+                for row in rows:
+                    await s.execute(
+                        update(Reservation)
+                        .where(Reservation.request_id == row["rid"], Reservation.state == "open")
+                        .values(prompt_tokens=row["p"], completion_tokens=row["c"])
+                    )
         if covers is not None:  # committed: the rotated lines may go once settles do
             self._rotation_target = covers
 
-    async def _dead_owners(self) -> list[str]:
-        cutoff = utcnow() - timedelta(seconds=self.lease_s * 2)
-        async with self.db.session() as s:
-            owners = set(
-                await s.scalars(
-                    select(Reservation.owner).where(Reservation.state == "open").distinct()
-                )
-            )
-            alive = set(
-                await s.scalars(
-                    select(GatewayLease.owner).where(GatewayLease.heartbeat_at >= cutoff)
-                )
-            )
-        return sorted(owners - alive - {self.owner})
+    def _carried(self) -> list[bytes]:
+        """The lines of leased requests still running, for the head of the next file."""
+        lines = []
+        for rid, line in self._begun.items():
+            lines.append(line)
+            progress = self._live.get(rid)
+            counts = progress() if progress is not None else (0, 0)
+            if counts != (0, 0):
+                lines.append(f"{rid} {counts[0]} {counts[1]}\n".encode())
+        return lines
 
     async def purge(self, older_than: timedelta) -> int:
-        """Delete reservations settled or released longer ago than ``older_than``: the
-        ledger keeps each request's record, and a late settle finds no open row to charge."""
-        cutoff = utcnow() - older_than
-        async with self.db.session() as s, s.begin():
-            result = await s.execute(
-                delete(Reservation).where(
-                    Reservation.state != "open", Reservation.created_at <= cutoff
-                )
-            )
-        return int(getattr(result, "rowcount", 0) or 0)
-
-    async def reconcile(
-        self, owners: list[str], delivered: dict[str, tuple[int, int]] | None = None
-    ) -> int:
-        """Settle the open reservations of dead gateways with the usage known at the crash:
-        the last checkpoint, or what ``delivered`` (a delivery log's replay) says, if more."""
-        if not owners:
-            return 0
-        settlements = await open_reservations_of(self.db, owners, delivered or {})
-        if not settlements:
-            return 0
-        settled = await self.db.transaction(lambda s: apply_settles(s, settlements))
-        logger.warning("reconciled %d reservation(s) left open by %s", settled, owners)
-        return settled
-
-
-def _retrieved(decided: asyncio.Future[None]) -> None:
-    """Mark a refusal as seen: a request that ended before its gate never awaits it."""
-    if not decided.cancelled():
-        decided.exception()
-
-
-def _resolve(hold: Hold, outcome: Exception | None) -> None:
-    if hold.decided is None or hold.decided.done():
-        return
-    if outcome is None:
-        hold.decided.set_result(None)
-    else:
-        hold.decided.set_exception(outcome)
+        return await upkeep.purge(self.db, older_than)
 
 
 def _ignore(_seconds: float) -> None:

@@ -128,6 +128,28 @@ class Reservation(Base):
     state: Mapped[str] = mapped_column(String(16), default="open")
 
 
+class CreditLease(Base):
+    """A slice of one account's money that one gateway may spend without asking again.
+
+    Taking or growing it reserves its amount on the account (and on the budgets it counts
+    against) under the account's lock, so no set of gateways can spend past the balance;
+    each charge folded into the ledger lowers it; what is left goes back when the gateway
+    returns it, or when another reclaims it after this gateway's heartbeat lapsed.
+    """
+
+    __tablename__ = "credit_leases"
+
+    lease_id: Mapped[str] = mapped_column(String(192), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(7))
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    # The (scope, id) budgets its amount is reserved against, as [[scope, id], ...].
+    budgets: Mapped[list[list[str]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class GatewayLease(Base):
     """A heartbeat per gateway instance, so others can tell its reservations are orphaned."""
 
