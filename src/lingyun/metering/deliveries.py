@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lingyun.errors import ServiceUnavailableError
-from lingyun.metering.holds import Hold, Settlement, hold_from_record, hold_record
+from lingyun.metering.holds import Hold, Settlement, hold_from_record, hold_line
 
 if TYPE_CHECKING:
     from lingyun.config import Settings
@@ -97,7 +97,7 @@ class DeliveryLog:
     def begin(self, hold: Hold) -> bytes:
         """Record a leased hold before its engine is asked; answers the line, which the
         journal carries into the next file while the request runs."""
-        line = b"H " + json.dumps(hold_record(hold), separators=(",", ":")).encode() + b"\n"
+        line = hold_line(hold)
         self._write(line)
         return line
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -47,14 +49,26 @@ class Hold:
     lease_id: str = ""
 
 
-def hold_record(hold: Hold) -> dict[str, Any]:
-    """What a crash replay needs to charge a leased request: its parties, prices, bounds."""
-    return {
-        "r": hold.request_id, "t": hold.tenant_id, "p": hold.project_id, "k": hold.key_id,
-        "m": hold.model, "d": hold.period, "x": hold.prices.to_json(), "pu": hold.prompt_upper,
-        "ou": hold.output_upper, "a": str(hold.amount), "b": hold.budgets, "l": hold.lane,
-        "id": hold.lease_id,
-    }  # fmt: skip
+def hold_line(hold: Hold) -> bytes:
+    """What a crash replay needs to charge a leased request (its parties, prices, bounds),
+    as one JSON line; the part shared by a key's requests on one lease is encoded once."""
+    shared = _shared(
+        hold.tenant_id, hold.project_id, hold.key_id, hold.model, hold.period, hold.prices,
+        tuple(hold.budgets), hold.lane, hold.lease_id,
+    )  # fmt: skip
+    own = f'{{"r":{json.dumps(hold.request_id)},"pu":{hold.prompt_upper},'
+    own += f'"ou":{hold.output_upper},"a":"{hold.amount}",'
+    return b"H " + own.encode() + shared
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared(
+    tenant: str, project: str, key: str, model: str, period: str, prices: UnitPrices,
+    budgets: tuple[tuple[str, str], ...], lane: str, lease_id: str,
+) -> bytes:  # fmt: skip
+    rec = {"t": tenant, "p": project, "k": key, "m": model, "d": period, "x": prices.to_json(),
+           "b": budgets, "l": lane, "id": lease_id}  # fmt: skip
+    return json.dumps(rec, separators=(",", ":")).encode()[1:] + b"\n"
 
 
 def hold_from_record(rec: dict[str, Any]) -> Hold:

@@ -118,8 +118,11 @@ class LeaseBook:
         return out
 
     def _budgets(self, hold: Hold) -> Budgets:
-        scopes = (("tenant", hold.tenant_id), ("project", hold.project_id))
-        return tuple(b for b in scopes if b in self.scopes.budgets)
+        budgets = self.scopes.budgets
+        if not budgets:
+            return ()
+        t, p = ("tenant", hold.tenant_id), ("project", hold.project_id)
+        return (*((t,) if t in budgets else ()), *((p,) if p in budgets else ()))
 
     def _lease_for(self, hold: Hold, budgets: Budgets) -> Lease:
         key = (hold.tenant_id, hold.project_id, hold.period)
