@@ -153,7 +153,7 @@ async def _start(app: FastAPI, settings: Settings, life: Lifecycle) -> None:
             supervisor.signals = ops.scraper.of
     keeper = ChannelKeeper(channels, db, feed)
     await life.start("channel keeper", _sync(keeper.start), keeper.stop)
-    batch_plane = BatchPlane.build(settings, db, app.state.gateway)
+    batch_plane = BatchPlane.build(settings, db, app.state.gateway, feed)
     app.state.files, app.state.batches = batch_plane.files, batch_plane.service
     # After the journal reconciled: resumes interrupted batches.
     await life.start("batch plane", batch_plane.start, batch_plane.stop)

@@ -58,8 +58,9 @@ TOPICS: dict[str, tuple[Watch, ...]] = {
         Watch("budgets"),
         Watch("free_quotas", ("tenant_id", "model", "granted_tokens", "expires_at")),
     ),
-    # New batches and cancellations wake the batch runner (its progress writes stay quiet).
-    "batches": (Watch("batches", ("status",)),),
+    # New batches, cancellations, claims and releases wake the batch runners (progress and
+    # lease renewals stay quiet).
+    "batches": (Watch("batches", ("status", "owner")),),
 }
 
 
