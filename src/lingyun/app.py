@@ -47,16 +47,12 @@ from lingyun.serving.factory import make_supervisor
 from lingyun.serving.pool import PooledSupervisor
 from lingyun.serving.supervisor import Supervisor
 from lingyun.store import outage
+from lingyun.store.changes import ChangeFeed
 from lingyun.store.db import Database
 from lingyun.tenancy.runtime import TenancyRuntime
 from lingyun.tenancy.service import TenancyService
 
 logger = logging.getLogger(__name__)
-
-# How often a running server picks up deployments added with `lingyun deploy`.
-DEPLOYMENT_POLL_S = 5.0
-# How often prices set with `lingyun price` are reloaded.
-PRICE_POLL_S = 1.0
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -95,11 +91,15 @@ async def _start(app: FastAPI, settings: Settings, life: Lifecycle) -> None:
     """Every part in dependency order; ``life`` stops them in reverse, whatever fails."""
     db = Database(settings.resolved_database_url())
     await life.start("database", db.migrate, db.close)
+    # Baseline first: what changes while the parts below load is applied once they run.
+    feed = ChangeFeed(db)
+    await life.start("change feed", feed.start, feed.stop)
+    app.state.feed = feed
     store = DeploymentStore(db)
     deployments = attach(
         merge(settings.deployments(), await store.list()), await AdapterStore(db).list()
     )
-    tenancy = TenancyRuntime(db)  # grant cache + batched key last-used writes
+    tenancy = TenancyRuntime(db, feed)  # grant cache + batched key last-used writes
     await life.start("tenancy", tenancy.start, tenancy.stop)
     app.state.tenancy = tenancy
     catalog = ModelCatalog(access=tenancy.access)
@@ -113,7 +113,7 @@ async def _start(app: FastAPI, settings: Settings, life: Lifecycle) -> None:
     relay = Relay(timeout_s=settings.upstream_timeout_s)
     await life.start("relay", None, relay.close)
     # Rate limits first: a request refused for its rate reserves no money.
-    control = AdmissionControl.from_settings(settings, db, supervisor)
+    control = AdmissionControl.from_settings(settings, db, supervisor, feed)
     await life.start("admission", control.start, control.stop)
     policies: list[Admission] = [control.policy]
     journal: Journal | None = None
@@ -151,15 +151,17 @@ async def _start(app: FastAPI, settings: Settings, life: Lifecycle) -> None:
         engine_load.attach(ops.scraper.signals)
         if isinstance(supervisor, PooledSupervisor):
             supervisor.signals = ops.scraper.of
-    keeper = ChannelKeeper(channels, db)
+    keeper = ChannelKeeper(channels, db, feed)
     await life.start("channel keeper", _sync(keeper.start), keeper.stop)
-    batch_plane = BatchPlane.build(settings, db, app.state.gateway)
+    batch_plane = BatchPlane.build(settings, db, app.state.gateway, feed)
     app.state.files, app.state.batches = batch_plane.files, batch_plane.service
     # After the journal reconciled: resumes interrupted batches.
     await life.start("batch plane", batch_plane.start, batch_plane.stop)
     follow = DeploymentFollower(settings, store, catalog, supervisor, channels)
-    life.every("deployment follower", DEPLOYMENT_POLL_S, follow.step)
-    life.every("price refresh", PRICE_POLL_S, lambda: prices.load(db))
+    feed.subscribe("deployments", follow.step)  # `lingyun deploy` / `undeploy`
+    feed.subscribe("prices", lambda: prices.load(db))  # `lingyun price`
+    # Last to start, first to stop: no reload reaches a part that has stopped.
+    await life.start("change watcher", _sync(feed.follow), feed.unfollow)
     logger.info("serving %d deployment(s): %s", len(deployments), [d.name for d in deployments])
     await console.start(app, db, settings.host, settings.port, [d.name for d in deployments])
 

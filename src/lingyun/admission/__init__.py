@@ -22,6 +22,7 @@ from lingyun.admission.policy import RateLimitPolicy
 from lingyun.admission.rules import LimitService, RuleCache
 from lingyun.config import Settings
 from lingyun.serving.replica import ReplicaSource
+from lingyun.store.changes import ChangeFeed
 from lingyun.store.db import Database
 
 __all__ = ["AdmissionControl"]
@@ -36,7 +37,11 @@ class AdmissionControl:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, db: Database, replicas: ReplicaSource
+        cls,
+        settings: Settings,
+        db: Database,
+        replicas: ReplicaSource,
+        feed: ChangeFeed | None = None,
     ) -> AdmissionControl:
         limiter: Limiter
         if settings.redis_url:
@@ -54,7 +59,7 @@ class AdmissionControl:
         def forget(rules: RuleSet) -> None:
             limiter.forget(rule.id for rule in rules.rules)
 
-        cache = RuleCache(LimitService(db), on_change=forget)
+        cache = RuleCache(LimitService(db), feed, on_change=forget)
         policy = RateLimitPolicy(lambda: cache.rules, limiter)
         queue = FairQueue(
             replicas,

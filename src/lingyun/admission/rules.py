@@ -1,14 +1,13 @@
 """Limit rules in the database (``lingyun limits``) and their in-memory copy in the gateway.
 
 The CLI and the admin API write through ``LimitService``; each gateway holds every rule in a
-``RuleCache`` that reloads the (small) table about once a second, so a change reaches every
-gateway process within a second and no request waits on the database.
+``RuleCache`` that reloads the (small) table when the change feed's ``rate-limits`` topic
+moves, so a change reaches every gateway process within a second, no request waits on the
+database, and an idle gateway reads nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,15 +16,13 @@ from sqlalchemy import delete, select
 
 from lingyun.admission.limits import LimitRule, RuleSet, Scope
 from lingyun.errors import InvalidRequestError, NotFoundError
-from lingyun.lifecycle import supervised
+from lingyun.store.changes import ChangeFeed
 from lingyun.store.db import Database
 from lingyun.store.limits import RateLimitRow
 from lingyun.store.models import ApiKey, new_id, utcnow
 from lingyun.tenancy.service import TenancyService
 
 logger = logging.getLogger(__name__)
-
-REFRESH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -141,19 +138,18 @@ class LimitService:
 
 
 class RuleCache:
-    """Every rule, in memory; ``start()`` keeps it fresh."""
+    """Every rule, in memory; ``start()`` loads them and follows the feed."""
 
     def __init__(
         self,
         service: LimitService,
-        refresh_s: float = REFRESH_S,
+        feed: ChangeFeed | None = None,
         on_change: Callable[[RuleSet], None] | None = None,
     ) -> None:
         self.service = service
-        self.refresh_s = refresh_s
+        self.feed = feed  # None: rules reload only when load() is called
         self.on_change = on_change
         self.rules = RuleSet()
-        self._task: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
         rules = tuple(await self.service.list())
@@ -165,19 +161,8 @@ class RuleCache:
 
     async def start(self) -> None:
         await self.load()
-        self._task = supervised("rate-limit-rules", self._follow)
+        if self.feed is not None:
+            self.feed.subscribe("rate-limits", self.load)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _follow(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_s)
-            try:
-                await self.load()
-            except Exception:
-                logger.exception("could not reload rate-limit rules")
+        """Nothing of its own runs: the feed calls ``load``."""

@@ -9,6 +9,7 @@ from lingyun.batch.runner import BatchRunner
 from lingyun.batch.service import BatchService
 from lingyun.config import Settings
 from lingyun.gateway.pipeline import Gateway
+from lingyun.store.changes import ChangeFeed
 from lingyun.store.db import Database
 
 
@@ -19,7 +20,9 @@ class BatchPlane:
     runner: BatchRunner
 
     @classmethod
-    def build(cls, settings: Settings, db: Database, gateway: Gateway) -> BatchPlane:
+    def build(
+        cls, settings: Settings, db: Database, gateway: Gateway, feed: ChangeFeed | None = None
+    ) -> BatchPlane:
         root = settings.files_dir or settings.data_dir / "files"
         limits = FileLimits(settings.batch_max_file_bytes, settings.batch_max_lines)
         files = FileStore(db, root, limits)
@@ -32,6 +35,7 @@ class BatchPlane:
             gateway,
             owner=settings.instance_owner(),
             concurrency=settings.batch_concurrency,
+            feed=feed,
         )
         return cls(files, service, runner)
 

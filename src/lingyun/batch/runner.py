@@ -5,6 +5,11 @@ several gateways on one database run different batches and never the same one; a
 whose gateway died is picked up once its lease lapses (at once by the same gateway name
 after a restart). ``concurrency`` bounds this gateway's batch lines in flight; the fair
 queue's ``batch`` band decides when each reaches a replica.
+
+While it runs batches it looks every ``poll_s``. With nothing to run and a change feed it
+waits instead for the feed's ``batches`` topic (a batch created, cancelled, claimed or
+released anywhere) or for the moment another gateway's lease would lapse: an idle gateway
+issues no statement for batches.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select, update
 
@@ -20,6 +26,7 @@ from lingyun.batch.files import FileStore
 from lingyun.batch.job import BatchJob
 from lingyun.gateway.pipeline import Gateway
 from lingyun.store.batches import TERMINAL, Batch
+from lingyun.store.changes import ChangeFeed
 from lingyun.store.db import Database
 from lingyun.store.models import utcnow
 from lingyun.tenancy.service import KeyInfo, TenancyService
@@ -38,6 +45,7 @@ class BatchRunner:
         concurrency: int = 32,
         poll_s: float = 0.5,
         lease_s: float = 30.0,
+        feed: ChangeFeed | None = None,
     ) -> None:
         self.db, self.files, self.gateway = db, files, gateway
         self.owner = owner
@@ -46,9 +54,18 @@ class BatchRunner:
         self.lease_s = lease_s
         self._jobs: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self.feed = feed
+        self._wake = asyncio.Event()
+        # When the earliest lease of another gateway's batch lapses (None: no such batch).
+        self._next_lapse: datetime | None = None
 
     async def start(self) -> None:
+        if self.feed is not None:
+            self.feed.subscribe("batches", self._changed)
         self._task = asyncio.create_task(self._loop(), name="batch-runner")
+
+    async def _changed(self) -> None:
+        self._wake.set()
 
     async def stop(self) -> None:
         tasks = [t for t in (self._task, *self._jobs.values()) if t is not None]
@@ -61,6 +78,7 @@ class BatchRunner:
 
     async def _loop(self) -> None:
         while True:
+            self._wake.clear()  # before the reads: a change committed after them wakes us
             try:
                 await self._renew()
                 for batch_id in await self._claim():
@@ -69,7 +87,20 @@ class BatchRunner:
                     )
             except Exception:
                 logger.exception("batch runner pass failed; retrying")
+                self._next_lapse = utcnow()  # look again after poll_s
+            await self._idle()
+
+    async def _idle(self) -> None:
+        """Sleep ``poll_s`` while batches run here (or without a feed); otherwise until the
+        feed moves or another gateway's lease lapses."""
+        if self._jobs or self.feed is None:
             await asyncio.sleep(self.poll_s)
+            return
+        timeout = None
+        if self._next_lapse is not None:
+            timeout = max(self.poll_s, (self._next_lapse - utcnow()).total_seconds())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _run(self, batch_id: str) -> None:
         job = BatchJob(
@@ -95,24 +126,26 @@ class BatchRunner:
         now = utcnow()
         free = or_(Batch.owner.is_(None), Batch.owner == self.owner, Batch.lease_until < now)
         async with self.db.session() as s:
-            ids = (
-                await s.scalars(
-                    select(Batch.id)
-                    .where(Batch.status.not_in(TERMINAL), free)
+            rows = (
+                await s.execute(
+                    select(Batch.id, Batch.owner, Batch.lease_until)
+                    .where(Batch.status.not_in(TERMINAL))
                     .order_by(Batch.created_at)
                 )
             ).all()
+            held = [r.lease_until for r in rows if _held_elsewhere(r, self.owner, now)]
+            self._next_lapse = min(held) if held else None
             claimed = []
-            for batch_id in ids:
-                if batch_id in self._jobs:
+            for row in rows:
+                if row.id in self._jobs or _held_elsewhere(row, self.owner, now):
                     continue
                 result = await s.execute(
                     update(Batch)
-                    .where(Batch.id == batch_id, Batch.status.not_in(TERMINAL), free)
+                    .where(Batch.id == row.id, Batch.status.not_in(TERMINAL), free)
                     .values(owner=self.owner, lease_until=now + timedelta(seconds=self.lease_s))
                 )
                 if getattr(result, "rowcount", 0):
-                    claimed.append(batch_id)
+                    claimed.append(row.id)
             await s.commit()
         return claimed
 
@@ -128,15 +161,26 @@ class BatchRunner:
             await s.commit()
 
     async def _release(self) -> None:
-        """On a clean stop, let another gateway take over at once."""
+        """On a clean stop, let another gateway take over at once (the owner's change wakes
+        the others' runners through the feed)."""
         async with self.db.session() as s:
             await s.execute(
                 update(Batch)
                 .where(Batch.owner == self.owner, Batch.status.not_in(TERMINAL))
-                .values(lease_until=utcnow())
+                .values(owner=None, lease_until=utcnow())
             )
             await s.commit()
 
     async def key_info(self, key_id: str) -> KeyInfo | None:
         """The batch's key as the gateway would see it; None once revoked or expired."""
         return await TenancyService(self.db).live_key(key_id)
+
+
+def _held_elsewhere(row: Any, owner: str, now: datetime) -> bool:
+    """Another live gateway's batch: its owner is not us and its lease has not lapsed."""
+    return (
+        row.owner is not None
+        and row.owner != owner
+        and row.lease_until is not None
+        and row.lease_until >= now
+    )

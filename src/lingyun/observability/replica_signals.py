@@ -6,6 +6,10 @@ vLLM exports ``vllm:num_requests_waiting``, ``vllm:num_requests_running``,
 task reads every healthy replica of a process engine (clouds have no such endpoint) every few
 seconds; ``latest`` is what the gateway re-exports as ``lingyun_replica_*`` and what the
 router and autoscaler may read.
+
+An idle replica's queue and cache do not move, so a replica with nothing in flight and no
+request since its last reading keeps that reading and is read again only every
+``idle_interval_s``: an idle gateway parses no expositions.
 """
 
 from __future__ import annotations
@@ -71,12 +75,20 @@ SCRAPE_TIMEOUT_S = 2.0
 
 
 class ReplicaScraper:
-    """Reads ``targets()`` (the replicas to scrape) every ``interval_s`` seconds."""
+    """Reads ``targets()`` (the replicas to scrape) every ``interval_s`` seconds, the idle
+    ones every ``idle_interval_s`` (default 12 x ``interval_s``)."""
 
-    def __init__(self, targets: Callable[[], Iterable[Replica]], interval_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        targets: Callable[[], Iterable[Replica]],
+        interval_s: float = 5.0,
+        idle_interval_s: float | None = None,
+    ) -> None:
         self.targets = targets
         self.interval_s = interval_s
+        self.idle_interval_s = idle_interval_s if idle_interval_s is not None else 12 * interval_s
         self.latest: dict[tuple[str, str], Signals] = {}
+        self._read_at: dict[tuple[str, str], float] = {}  # monotonic, per replica
         self._task: asyncio.Task[None] | None = None
         self._client: aiohttp.ClientSession | None = None
 
@@ -114,10 +126,25 @@ class ReplicaScraper:
         return [s.values for (dep, _), s in self.latest.items() if dep == deployment]
 
     async def scrape_once(self) -> None:
+        now = time.monotonic()
         replicas = [r for r in self.targets() if r.healthy]
-        results = await asyncio.gather(*(self._one(r) for r in replicas))
+        kept: dict[tuple[str, str], Signals] = {}
+        due: list[Replica] = []
+        for r in replicas:
+            key = (r.deployment, r.replica_id)
+            read_at = self._read_at.get(key)
+            idle = r.inflight == 0 and read_at is not None and r.last_used < read_at
+            if idle and read_at is not None and now - read_at < self.idle_interval_s:
+                if key in self.latest:
+                    kept[key] = self.latest[key]
+                continue
+            due.append(r)
+        results = await asyncio.gather(*(self._one(r) for r in due))
         fresh = {(s.deployment, s.replica): s for s in results if s is not None}
-        self.latest = fresh
+        # One that did not answer is asked again at the next beat.
+        self._read_at = {k: v for k, v in self._read_at.items() if k in kept}
+        self._read_at.update((key, now) for key in fresh)
+        self.latest = {**kept, **fresh}
 
     async def _one(self, replica: Replica) -> Signals | None:
         assert self._client is not None

@@ -3,14 +3,22 @@
 Probes are how a replica *becomes* healthy (the process is up but the model may still be
 loading) and how a hung one is taken out of routing. A replica whose process exits is marked
 unhealthy by the supervisor's ``proc.wait()``, not here: a probe would notice seconds late.
+
+An idle replica is probed less: while none of its requests is in flight, none started since
+the last probe, and that probe succeeded, the next one waits ``idle_interval_s`` (a hung
+replica nobody uses harms no one, and the first request to it moves probing back to
+``interval_s``; a crash is still seen at once by ``proc.wait()``). Five idle deployments so
+cost a probe every few seconds instead of one a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
@@ -25,6 +33,8 @@ class HealthPolicy:
     startup_interval_s: float = 0.25
     # Once healthy: a probe every few seconds is enough to catch a hung replica.
     interval_s: float = 5.0
+    # ... and while it is idle and its last probe succeeded; None: 6 x interval_s.
+    idle_interval_s: float | None = None
     probe_timeout_s: float = 5.0
     # Consecutive failed probes before a running replica leaves routing (one slow answer
     # under heavy load should not empty the pool).
@@ -45,6 +55,10 @@ class HealthPolicy:
 
     def next_backoff(self, current: float) -> float:
         return min(current * 2, self.backoff_max_s)
+
+    @property
+    def idle_s(self) -> float:
+        return self.idle_interval_s if self.idle_interval_s is not None else 6 * self.interval_s
 
 
 async def probe(
@@ -119,6 +133,13 @@ async def until_healthy(
     return True
 
 
+class Activity(Protocol):
+    """What ``watch`` asks of a replica: is it in use? (``Replica`` has both fields.)"""
+
+    inflight: int
+    last_used: float  # time.monotonic() of the last change of ``inflight``
+
+
 async def watch(
     client: aiohttp.ClientSession,
     url: str,
@@ -126,13 +147,22 @@ async def watch(
     replica_id: str,
     set_healthy: Callable[[bool], None],
     headers: Mapping[str, str] | None = None,
+    activity: Activity | None = None,
 ) -> None:
     """Probe a running replica forever: out of routing after ``failure_threshold`` failed
-    probes in a row, back in at the next good one. (Process exit is watched elsewhere.)"""
+    probes in a row, back in at the next good one. (Process exit is watched elsewhere.)
+    With ``activity``, an idle replica whose last probe passed is probed every
+    ``idle_s`` instead (checked every ``interval_s``, in memory)."""
     failures = 0
     healthy = True
+    probed_at = time.monotonic()
     while True:
         await asyncio.sleep(policy.interval_s)
+        if activity is not None and failures == 0:
+            busy = activity.inflight > 0 or activity.last_used >= probed_at
+            if not busy and time.monotonic() - probed_at < policy.idle_s:
+                continue
+        probed_at = time.monotonic()
         if await probe(client, url, policy.probe_timeout_s, headers):
             failures = 0
             healthy = True

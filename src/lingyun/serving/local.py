@@ -177,8 +177,9 @@ class _Runner(RunnerBase):
             await process.terminate(proc, policy.stop_grace_s)
             return
         self._set_healthy(True)
+        replica = self.replica  # idle: probed every policy.idle_s
         await watch(
-            client, url, policy, self.replica.replica_id, self._set_healthy, self.replica.headers
+            client, url, policy, replica.replica_id, self._set_healthy, replica.headers, replica
         )
 
 

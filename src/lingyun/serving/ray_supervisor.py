@@ -202,8 +202,9 @@ class _RayRunner(RunnerBase):
             await self._actor.stop.remote()  # wait() then returns and the loop restarts
             return
         self._set_healthy(True)
+        replica = self.replica  # idle: probed every policy.idle_s
         await watch(
-            client, url, policy, self.replica.replica_id, self._set_healthy, self.replica.headers
+            client, url, policy, replica.replica_id, self._set_healthy, replica.headers, replica
         )
 
 

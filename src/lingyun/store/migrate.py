@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
+from lingyun.store import revisions
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -21,3 +23,4 @@ def upgrade(connection: Connection) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, "head")
+    revisions.install(connection)  # the change feed's triggers, put back after any rebuild

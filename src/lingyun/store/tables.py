@@ -15,6 +15,7 @@ from lingyun.store import (
     limits,
     models,
     prompts,
+    revisions,
     serving,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "limits",
     "models",
     "prompts",
+    "revisions",
     "serving",
 ]

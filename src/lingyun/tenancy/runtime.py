@@ -1,8 +1,9 @@
-"""What tenancy runs inside ``lingyun serve``: the grant cache's refresher and the batched
-writer of keys' ``last_used_at``.
+"""What tenancy runs inside ``lingyun serve``: the grant cache, reloaded by the change feed,
+and the batched writer of keys' ``last_used_at``.
 
 Both keep the request path off the database: the gateway reads grants from memory and only
-notes which keys it saw; background tasks reconcile with the database every few seconds.
+notes which keys it saw. Grants reload when the feed's ``grants`` topic moves (an idle
+gateway reads nothing); used keys are written every few seconds, and only if there were any.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import func, select, update
 
 from lingyun.lifecycle import periodic, supervised
 from lingyun.store.access import ModelGrant
+from lingyun.store.changes import ChangeFeed
 from lingyun.store.db import Database
 from lingyun.store.models import ApiKey, utcnow
 from lingyun.tenancy.grants import GrantCache, load_snapshot
@@ -26,10 +28,12 @@ logger = logging.getLogger(__name__)
 
 
 class TenancyRuntime:
-    def __init__(self, db: Database, grants_ttl_s: float = 0.5, touch_every_s: float = 2.0):
+    def __init__(
+        self, db: Database, feed: ChangeFeed | None = None, touch_every_s: float = 2.0
+    ) -> None:
         self.db = db
         self.access = GrantCache()
-        self._ttl = grants_ttl_s
+        self._feed = feed  # None: grants reload only when refresh_grants() is called
         self._touch_every = touch_every_s
         self._fingerprint: tuple[Any, ...] | None = None
         self._used: dict[str, datetime] = {}
@@ -37,10 +41,9 @@ class TenancyRuntime:
 
     async def start(self) -> None:
         await self.refresh_grants()
+        if self._feed is not None:
+            self._feed.subscribe("grants", self.reload_grants)
         self._tasks = [
-            supervised(
-                "grant-cache", lambda: periodic("grant-cache", self._ttl, self.refresh_grants)
-            ),
             supervised(
                 "key-used", lambda: periodic("key-used", self._touch_every, self.flush_used)
             ),
@@ -59,6 +62,10 @@ class TenancyRuntime:
     def key_used(self, key: KeyInfo) -> None:
         """Called by the authenticator on every accepted request: memory only."""
         self._used[key.key_id] = utcnow()
+
+    async def reload_grants(self) -> None:
+        """The feed says grants changed: read them all (a small table)."""
+        self.access.snapshot = await load_snapshot(self.db)
 
     async def refresh_grants(self) -> None:
         """Reload grants when they changed (a cheap count/max query otherwise)."""

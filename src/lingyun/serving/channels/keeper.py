@@ -5,10 +5,13 @@ One task per gateway, started and stopped by the app's lifespan. Each tick it
 * probes every open channel whose cooldown is over (half-open; closed again if it answers),
 * writes each breaker transition as an audit event (``channel.open``, ``channel.closed`` ...,
   actor ``system``) and counts it for metrics (``transitions`` per channel),
-* applies disables/enables an operator stored (``service.py``), and
-* writes the channels' live state to ``upstream_channels`` when it changed.
+* applies disables/enables an operator stored (``service.py``), read again only when the
+  change feed's ``channels`` topic moves (a trigger bumps it on ``disabled``), and
+* writes the channels' live state to ``upstream_channels`` when it changed, at most once a
+  ``SYNC_S``.
 
-Nothing here is on a request's path; a failing database only delays the bookkeeping.
+An idle gateway whose channels are quiet touches the database not at all. Nothing here is on
+a request's path; a failing database only delays the bookkeeping.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from lingyun.serving.channels.breaker import ChannelState, Transition
 from lingyun.serving.channels.channels import Channel
 from lingyun.serving.channels.probe import probe
 from lingyun.serving.channels.registry import ChannelRegistry
+from lingyun.store.changes import ChangeFeed
 from lingyun.store.channels import ChannelRow
 from lingyun.store.db import Database
 from lingyun.store.models import utcnow
@@ -34,14 +38,18 @@ from lingyun.tenancy.audit import SYSTEM_ACTOR, record
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.25
-# How often stored overrides are read and live state written.
+# At most this often, live state that changed is written.
 SYNC_S = 1.0
 
 
 class ChannelKeeper:
-    def __init__(self, registry: ChannelRegistry, db: Database) -> None:
+    def __init__(
+        self, registry: ChannelRegistry, db: Database, feed: ChangeFeed | None = None
+    ) -> None:
         self.registry = registry
         self.db = db
+        self.feed = feed  # None: overrides are read on every sync
+        self._overrides_moved = True  # read them at the first sync
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._probing: set[asyncio.Task[None]] = set()
@@ -49,7 +57,12 @@ class ChannelKeeper:
 
     def start(self) -> None:
         self._session = aiohttp.ClientSession(trust_env=False)
+        if self.feed is not None:
+            self.feed.subscribe("channels", self._overrides_changed)
         self._task = supervised("channel-keeper", self._run)
+
+    async def _overrides_changed(self) -> None:
+        self._overrides_moved = True
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -70,13 +83,24 @@ class ChannelKeeper:
         next_sync = 0.0
         while True:
             self.start_probes()
-            if self.registry.pending or loop.time() >= next_sync:
+            due = loop.time() >= next_sync and (self._overrides_moved or self._stale())
+            if self.registry.pending or due:
                 next_sync = loop.time() + SYNC_S
                 try:
                     await self.sync()
                 except Exception:
+                    self._overrides_moved = True  # read them again at the retry
                     logger.exception("channel bookkeeping failed; retrying")
             await asyncio.sleep(TICK_S)
+
+    def _stale(self) -> bool:
+        """Whether some channel's live state differs from what was last written (memory)."""
+        if self.feed is None:
+            return True
+        return any(
+            self._written.get((c.deployment, c.name)) != c.snapshot()
+            for c in self.registry.channels()
+        )
 
     def start_probes(self) -> None:
         for channel in self.registry.channels():
@@ -97,6 +121,7 @@ class ChannelKeeper:
 
     async def sync(self) -> None:
         pending, self.registry.pending = self.registry.pending, []
+        self._overrides_moved = False  # a change from here on is read at the next sync
         channels = {(c.deployment, c.name): c for c in self.registry.channels()}
         async with self.db.session() as s, s.begin():
             for channel, t in pending:
