@@ -124,6 +124,7 @@ async def _start(app: FastAPI, settings: Settings, life: Lifecycle) -> None:
         )
         await prices.load(db)
         await life.start("journal", journal.start, journal.stop)  # reconciles our last life
+        feed.subscribe("billing-scopes", journal.load_scopes)  # budgets, free quotas
         policies.append(BillingAdmission(journal, prices))
     app.state.journal = journal
     app.state.db = db

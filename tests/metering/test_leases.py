@@ -195,6 +195,10 @@ async def test_a_dead_gateways_lease_is_reclaimed_by_another(
     alive = journal_at(db, tmp_path, checkpoint_s=0.05, lease_s=0.3)
     await alive.start()
     try:
+        # an idle gateway looks for nobody; one serving (holding a lease of its own) does
+        served = hold(tenant, project)
+        await alive.reserve(served)
+        await settled(alive, served, 0)
         async with asyncio.timeout(60):  # the state: the dead one's lease is gone
             while await count(db, CreditLease, owner=dead.owner):  # noqa: ASYNC110 (the db)
                 await asyncio.sleep(0.05)
@@ -237,13 +241,13 @@ async def test_a_free_quota_is_spent_per_request_and_money_then_leased(
         assert not free.leased and free.free_tokens == 10  # a reservation row, quota tokens
         await settled(journal, free, 10)
         await journal.drain()
-        await journal._load_scopes()  # the quota has 5 tokens left: still per request
+        await journal.load_scopes()  # the quota has 5 tokens left: still per request
         partly = hold(tenant, project)
         await journal.reserve(partly)
         assert not partly.leased and partly.free_tokens == 5
         await settled(journal, partly, 10)
         await journal.drain()
-        await journal._load_scopes()  # used up: money, from a lease
+        await journal.load_scopes()  # used up: money, from a lease
         paid = hold(tenant, project)
         await journal.reserve(paid)
         assert paid.leased
@@ -263,7 +267,7 @@ async def test_a_lease_is_retired_when_a_budget_appears_over_it(
         before = hold(tenant, project)
         await journal.reserve(before)
         await accounts.set_budget(db, "tenant", tenant, D("0.5"))
-        await journal._load_scopes()
+        await journal.load_scopes()
         after = hold(tenant, project)
         await journal.reserve(after)
         assert after.lease_id != before.lease_id and after.budgets == [("tenant", tenant)]

@@ -38,15 +38,7 @@ def _count(db: Database) -> list[str]:
     "metering",
     [
         pytest.param(False, id="metering-off"),
-        pytest.param(
-            True,
-            id="metering-on",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the journal's housekeeping reloads BillingScopes every second "
-                "(metering/journal.py, the lead's): to subscribe to 'billing-scopes'",
-            ),
-        ),
+        pytest.param(True, id="metering-on"),
     ],
 )
 async def test_an_idle_gateway_issues_no_statements(

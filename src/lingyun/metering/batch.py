@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,8 @@ class BillingScopes:
     budgets: set[tuple[str, str]] = field(default_factory=set)
     quota_tenants: set[str] = field(default_factory=set)
     quota_models: set[tuple[str, str]] = field(default_factory=set)
+    # When the soonest live quota expires: the scopes change then with no write to tell.
+    next_expiry: datetime | None = None
 
     def load(self, session: Session) -> None:
         self.budgets = {(s, i) for s, i in (session.execute(select(Budget.scope, Budget.scope_id)))}
@@ -64,6 +66,9 @@ class BillingScopes:
         )
         self.quota_models = {(t, m) for t, m in rows}
         self.quota_tenants = {t for t, _ in self.quota_models}
+        self.next_expiry = session.scalar(
+            select(func.min(FreeQuota.expires_at)).where(FreeQuota.expires_at > utcnow())
+        )
 
 
 def _insert(session: Session, table: Any) -> Any:

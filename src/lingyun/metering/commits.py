@@ -33,6 +33,13 @@ class Commit:
             *(Commit(reserves=[h]) for h in self.reserves),
         ]
 
+    def prepend(self, earlier: Commit) -> None:
+        """Put rows to retry ahead of what queued since (their order is the money's)."""
+        self.reserves[:0] = earlier.reserves
+        self.settles[:0] = earlier.settles
+        self.folds[:0] = earlier.folds
+        self.returns[:0] = earlier.returns
+
     def tenants(self) -> set[str]:
         holds = [*self.reserves, *(s.hold for s in self.settles), *(f.hold for f in self.folds)]
         return {h.tenant_id for h in holds}

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from lingyun.errors import ServiceUnavailableError
@@ -35,7 +34,7 @@ from lingyun.metering.holds import Hold, Settlement
 from lingyun.metering.leases import IDLE_S, LeaseBook
 from lingyun.metering.reconcile import renew_lease, touch_lease
 from lingyun.store.db import Database
-from lingyun.store.ledger import Reservation
+from lingyun.store.models import utcnow
 from lingyun.store.outage import RETRY_AFTER_S, unreachable
 
 logger = logging.getLogger(__name__)
@@ -79,6 +78,7 @@ class Journal:
         # Who has budgets and quotas, so batches skip those reads for everyone else.
         self.scopes = BillingScopes()
         self.leases = LeaseBook(db, owner, self.scopes, lease_idle_s)
+        self._quota_spent = False  # reload the scopes: a quota may be used up
         # When our heartbeat was last renewed, and the commits made by then.
         self._renewed = float("-inf")
         self._committed_at_renewal = 0
@@ -92,7 +92,11 @@ class Journal:
         if self._leasable(hold):
             assert self.deliveries is not None
             await self.leases.take(hold)
-            self._begun[hold.request_id] = self.deliveries.begin(hold)
+            try:
+                self._begun[hold.request_id] = self.deliveries.begin(hold)
+            except ServiceUnavailableError:  # the disk is full: not started, nothing held
+                self.leases.settle(Settlement(hold, 0, 0, 0, 0, "failed", reached_engine=False))
+                raise
             return
         decided = hold.decided = asyncio.get_running_loop().create_future()
         decided.add_done_callback(retrieved)
@@ -107,9 +111,8 @@ class Journal:
             raise
 
     def _leasable(self, hold: Hold) -> bool:
-        """Leases cover interactive money; a free quota's tokens and batch lines (whose
-        resume reads their reservation rows) go per request, as does a journal with no
-        delivery log to replay a leased request from."""
+        """Per request instead: a free quota's tokens, batch lines (their resume reads
+        reservation rows), and any request of a journal with no delivery log."""
         return (
             self.deliveries is not None
             and hold.lane == "interactive"
@@ -117,8 +120,7 @@ class Journal:
         )
 
     def track(self, request_id: str, progress: Progress) -> None:
-        """Checkpoint this request's (prompt, completion) tokens while it runs."""
-        self._live[request_id] = progress
+        self._live[request_id] = progress  # checkpointed (or carried) while it runs
 
     def delivered(self, request_id: str, counts: tuple[int, int]) -> None:
         """What reached this request's client so far, handed to the OS before it is sent."""
@@ -173,7 +175,7 @@ class Journal:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._load_scopes()
+        await self.load_scopes()
         await renew_lease(self.db, self.owner)
         self._renewed = time.monotonic()
         # our previous life's orphans, charged what its delivery log says reached clients
@@ -243,6 +245,8 @@ class Journal:
 
     def _done(self, batch: Commit, outcomes: list[Exception | None]) -> None:
         self.leases.folded(batch.folds)
+        # free tokens were spent: a quota may be used up (the feed does not say so)
+        self._quota_spent |= any(s.hold.quota_id is not None for s in batch.settles)
         for hold, outcome in zip(batch.reserves, outcomes, strict=True):
             resolve(hold, outcome)
 
@@ -300,10 +304,7 @@ class Journal:
         logger.error("metering commit failed (%d rows): %s", batch.size(), exc)
         # A commit cut off by the outage may have landed anyway: release its holds later.
         voids = [Settlement(h, 0, 0, 0, 0, "failed", reached_engine=False) for h in batch.reserves]
-        q = self._queued
-        q.settles[:0] = [*batch.settles, *voids]  # keep them; try again shortly
-        q.folds[:0] = batch.folds
-        q.returns[:0] = batch.returns
+        self._queued.prepend(Commit([], [*batch.settles, *voids], batch.folds, batch.returns))
         await asyncio.sleep(0.5)
         self._wake.set()
 
@@ -313,7 +314,7 @@ class Journal:
         while True:
             await asyncio.sleep(self.checkpoint_s)
             beats += 1
-            steps = [self._load_scopes, self._checkpoint, self._sync, self._return_idle]
+            steps = [self._scopes_expired, self._checkpoint, self._sync, self._return_idle]
             if beats * self.checkpoint_s >= self.lease_s / 3:
                 beats = 0
                 steps.append(self._keep_lease)
@@ -324,8 +325,7 @@ class Journal:
                     logger.exception("metering housekeeping (%s) failed; retrying", step.__name__)
 
     async def _return_idle(self) -> None:
-        idle = self.leases.idle()
-        if idle:
+        if idle := self.leases.idle():
             self._queued.returns += idle
             self._kick()
 
@@ -337,17 +337,28 @@ class Journal:
             self._synced = committed
 
     async def _keep_lease(self) -> None:
-        if self._holding():
-            self._committed_at_renewal = self._committed
-            await renew_lease(self.db, self.owner)
-            self._renewed = time.monotonic()
+        """While this gateway holds anything: its heartbeat, and the holdings of gateways
+        whose heartbeat lapsed (an idle one does nothing; its next request makes it busy)."""
+        if not self._holding():
+            return
+        self._committed_at_renewal = self._committed
+        await renew_lease(self.db, self.owner)
+        self._renewed = time.monotonic()
         dead = await upkeep.dead_owners(self.db, self.owner, self.lease_s)
         await upkeep.reconcile(self.db, dead)
         await upkeep.reclaim(self.db, dead)
         await self.purge(older_than=SETTLED_RETENTION)
 
-    async def _load_scopes(self) -> None:
+    async def load_scopes(self) -> None:
+        """Who has budgets and free quotas: at start, on the change feed's
+        ``billing-scopes``, and when the soonest quota expires."""
         await self.db.transaction(self.scopes.load)
+
+    async def _scopes_expired(self) -> None:
+        expiry = self.scopes.next_expiry
+        if self._quota_spent or (expiry is not None and utcnow() >= expiry):
+            self._quota_spent = False
+            await self.load_scopes()
 
     async def _checkpoint(self) -> None:
         log = self.deliveries
@@ -363,19 +374,10 @@ class Journal:
             log.rotate(self._carried())
             pending = bool(self._queued) or not self._idle.is_set()
             covers = self._taken + (1 if pending else 0)
-        rows = []
-        for request_id, progress in list(self._live.items()):
-            if request_id not in self._begun:  # a leased request's record is its log
-                prompt, completion = progress()
-                rows.append({"rid": request_id, "p": prompt, "c": completion})
-        if rows:
-            async with self.db.session() as s, s.begin():
-                for row in rows:
-                    await s.execute(
-                        update(Reservation)
-                        .where(Reservation.request_id == row["rid"], Reservation.state == "open")
-                        .values(prompt_tokens=row["p"], completion_tokens=row["c"])
-                    )
+        # a leased request's record is its log; a reserved one's, its row
+        await upkeep.checkpoint(
+            self.db, {rid: p() for rid, p in list(self._live.items()) if rid not in self._begun}
+        )
         if covers is not None:  # committed: the rotated lines may go once settles do
             self._rotation_target = covers
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from lingyun.metering import lease_rows
@@ -96,3 +96,16 @@ async def purge(db: Database, older_than: timedelta) -> int:
             delete(Reservation).where(Reservation.state != "open", Reservation.created_at <= cutoff)
         )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def checkpoint(db: Database, counts: dict[str, tuple[int, int]]) -> None:
+    """Each running reserved request's (prompt, completion) so far, on its open row."""
+    if not counts:
+        return
+    async with db.session() as s, s.begin():
+        for rid, (prompt, completion) in counts.items():
+            await s.execute(
+                update(Reservation)
+                .where(Reservation.request_id == rid, Reservation.state == "open")
+                .values(prompt_tokens=prompt, completion_tokens=completion)
+            )

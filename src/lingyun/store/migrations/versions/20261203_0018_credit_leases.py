@@ -1,7 +1,7 @@
 """Credit leases: a slice of an account's money each gateway spends from memory.
 
 Revision ID: 20261203_0018
-Revises: 20261203_0015
+Revises: 20261203_0016
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "20261203_0018"
-down_revision = "20261203_0015"
+down_revision = "20261203_0016"
 branch_labels = None
 depends_on = None
 
