@@ -50,6 +50,12 @@ def main() -> None:
     p.add_argument("--duration", type=int, default=8, help="seconds py-spy records")
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--out", type=Path, default=None, help="keep the raw stacks here")
+    p.add_argument(
+        "--target",
+        default="lingyun",
+        choices=("lingyun", "lingyun-noobs", "lingyun-nometer"),
+        help="which configuration of Lingyun to record (see targets.py)",
+    )
     args = p.parse_args()
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     cpus = layout(True)
@@ -59,7 +65,7 @@ def main() -> None:
         replica, url = start_replica(pace, work, cpus["replica"])
         gw = None
         try:
-            gw = start_lingyun({pace.name: url}, work, cpus["gateway"])
+            gw = start_lingyun({pace.name: url}, work, cpus["gateway"], args.target)
             assert gw.proc is not None
             cmd = [
                 sys.executable, "-m", "benchmarks.gateway.loadgen", "--url", gw.base_url,

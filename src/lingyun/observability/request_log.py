@@ -12,6 +12,10 @@ only, not from the request body.
 Where it goes (setting ``request_log``): ``stderr`` (default), ``off``, or a file path
 (relative paths are under the data dir). The logger does not propagate, so the lines are bare
 JSON, easy to ship to Loki or Elasticsearch.
+
+Cost: while the logger has only its own handler (``log_lines.py``: lines batched, written on
+a short timer), a line goes straight to that handler as text, without a ``LogRecord``; a
+handler or filter added to the logger (``logging.config``, a test) gets records as usual.
 """
 
 from __future__ import annotations
@@ -23,15 +27,20 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lingyun.observability.log_lines import FileLines, Lines
+
 if TYPE_CHECKING:
     from lingyun.gateway.context import RequestContext
 
 LOGGER_NAME = "lingyun.requests"
+# json.dumps(..., ensure_ascii=False) builds an encoder per call; this one is built once.
+_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 
 
 class RequestLog:
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, handler: Lines | FileLines | None = None) -> None:
         self.logger = logger
+        self.handler = handler
 
     @classmethod
     def open(cls, where: str, data_dir: Path) -> RequestLog | None:
@@ -44,43 +53,40 @@ class RequestLog:
         for old in list(logger.handlers):  # a second app in one process replaces the first
             logger.removeHandler(old)
             old.close()
-        handler: logging.Handler
+        handler: Lines | FileLines
         if where == "stderr":
-            handler = _Lines(sys.stderr)
+            handler = Lines(sys.stderr)
         else:
             path = Path(where)
             path = path if path.is_absolute() else data_dir / path
             path.parent.mkdir(parents=True, exist_ok=True)
-            handler = _FileLines(path, encoding="utf-8")
+            handler = FileLines(str(path), encoding="utf-8")
         logger.addHandler(handler)
-        return cls(logger)
+        return cls(logger, handler)
 
     def write(self, ctx: RequestContext, end: str, provider: str) -> None:
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
             return
-        text = json.dumps(line(ctx, end, provider), ensure_ascii=False)
+        text = _encode(line(ctx, end, provider))
+        handler, handlers = self.handler, logger.handlers
+        if (
+            handler is not None
+            and len(handlers) == 1
+            and handlers[0] is handler
+            and not logger.filters
+            and not handler.filters
+            and handler.level <= logging.INFO
+        ):
+            handler.line(text)  # what handle() would reach, less the record
+            return
         # makeRecord + handle: what logger.info does, less its caller lookup (a frame walk).
         logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, text, (), None))
 
-
-class _Lines(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes the line as it is: it is already JSON, no formatting to do."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.stream.write(f"{record.msg}\n")
-            self.flush()
-        except Exception:
-            self.handleError(record)
-
-
-class _FileLines(logging.FileHandler):
-    def emit(self, record: logging.LogRecord) -> None:
-        # uvicorn's logging setup closes every handler once; reopen, as FileHandler does.
-        if self.stream is None:
-            self.stream = self._open()
-        _Lines.emit(self, record)  # type: ignore[arg-type]
+    def flush(self) -> None:
+        """Write what is batched (the lifespan's stop)."""
+        for handler in self.logger.handlers:
+            handler.flush()
 
 
 def _ms(seconds: float | None) -> float | None:

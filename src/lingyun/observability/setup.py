@@ -58,6 +58,8 @@ class Running:
         if self.scraper is not None:
             await self.scraper.stop()
         tracing.shutdown()  # flushes the spans still queued
+        if hooks.OBSERVER.log is not None:
+            hooks.OBSERVER.log.flush()  # the request log lines still batched
         if self.prompts is not None:
             hooks.OBSERVER.prompts = None
             await self.prompts.stop()
