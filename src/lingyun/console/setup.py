@@ -2,8 +2,8 @@
 
 The token lives in this process only (with ``--workers N``, in each worker: the supervisor
 gives them one token, and worker 0 prints the link): it is valid until used (or until the
-server stops; the next start prints a new one while there is still no user). Using it creates the first
-platform admin and signs them in. Once any user exists, no setup link is made.
+server stops; the next start prints a new one while there is still no user). Using it
+creates the first platform admin and signs them in. Once any user exists, no setup link is made.
 """
 
 from __future__ import annotations
