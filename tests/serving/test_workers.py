@@ -263,6 +263,7 @@ def test_kill_9_of_a_worker_mid_stream_charges_each_stream_once(
         balance, reserved = _query(url, select(Account.balance, Account.reserved))[0]
         ledger = _query(url, select(func.sum(LedgerEntry.amount)))[0][0]
         assert reserved == 0 and Decimal(str(balance)) == Decimal(str(ledger))
+
         # and the restarted worker serves and bills again (a new connection each time: the
         # kernel hands it to whichever worker accepts, the restarted one once it listens)
         def answered_by_restarted() -> bool:
