@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                 if name == "direct":
                     # One direct target per pace; base_url is filled per pace below.
                     targets.append(Target("direct", "", "none", None))
-                elif name in ("lingyun", "lingyun-nometer", "lingyun-noobs"):
+                elif name in ("lingyun", "lingyun-nometer", "lingyun-noobs", "lingyun-w2"):
                     targets.append(start_lingyun(urls, work, cpus["gateway"], name))
                 elif name == "litellm":
                     targets.append(start_litellm(urls, work, cpus["gateway"]))

@@ -79,10 +79,14 @@ def start_lingyun(
     cpus: str | None,
     name: str = "lingyun",
     served: str = SERVED_NAME,
+    workers: str = "1",
 ) -> Target:
     """Lingyun as configured out of the box; ``lingyun-nometer`` turns metering off, to
     show what the durable reservations cost (a diagnostic, not a comparison target);
-    ``lingyun-noobs`` turns /metrics and the request log off (observability's cost)."""
+    ``lingyun-noobs`` turns /metrics and the request log off (observability's cost);
+    ``lingyun-w2`` is ``serve --workers 2`` (``workers`` sets it for any name)."""
+    if name == "lingyun-w2":
+        workers = "2"
     data = workdir / name
     data.mkdir(parents=True, exist_ok=True)
     config = data / "lingyun.yaml"
@@ -99,7 +103,7 @@ def start_lingyun(
     port = free_port()
     common = ["--data-dir", str(data), "--config", str(config)]
     lingyun = [sys.executable, "-m", "lingyun.cli.main"]
-    cmd = [*lingyun, "serve", "--port", str(port), *common]
+    cmd = [*lingyun, "serve", "--port", str(port), "--workers", workers, *common]
     proc = Proc(name, cmd, workdir / f"{name}.log", cpus)
     proc.wait_http(f"http://127.0.0.1:{port}/health", 120)
     run = {"capture_output": True, "text": True, "check": True, "timeout": 60}

@@ -39,6 +39,7 @@ from lingyun.metering.pricing import PriceBook
 from lingyun.metering.usage_writer import UsageWriter
 from lingyun.observability import setup as observability
 from lingyun.protocol.errors import install_error_handlers
+from lingyun.serving import worker_env
 from lingyun.serving.adapters import AdapterStore, attach
 from lingyun.serving.channels import ChannelRegistry
 from lingyun.serving.channels.keeper import ChannelKeeper
@@ -72,6 +73,8 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app, [outage.as_service_error])  # the database away: 503
+    if (slot := worker_env.slot()) is not None:  # one of `serve --workers N`: say which
+        app.add_middleware(worker_env.WorkerHeaderMiddleware, worker_slot=slot)
     _install_edges(app, settings)
     observability.install(app, settings)  # request ids, /metrics, /healthz, /readyz
     app.include_router(openai_router)

@@ -3,6 +3,7 @@
     limits.py         rules, limiter protocol, OpenAI's x-ratelimit-* headers
     buckets.py        in-process limiter (one gateway)
     redis_limiter.py  Redis limiter (several gateways; atomic Lua, one round trip)
+    shared_limiter.py SQLite-file limiter (the workers of one ``serve --workers N``)
     rules.py          rules in the database and their in-memory cache
     policy.py         the ``Admission`` policy the pipeline calls
     vtc.py            FCFS and Virtual Token Counter schedulers
@@ -21,6 +22,7 @@ from lingyun.admission.limits import Limiter, RuleSet
 from lingyun.admission.policy import RateLimitPolicy
 from lingyun.admission.rules import LimitService, RuleCache
 from lingyun.config import Settings
+from lingyun.serving import worker_env
 from lingyun.serving.replica import ReplicaSource
 from lingyun.store.changes import ChangeFeed
 from lingyun.store.db import Database
@@ -52,6 +54,12 @@ class AdmissionControl:
                 settings.redis_url,
                 lease_s=settings.upstream_timeout_s + 60,
                 fail_open=settings.rate_limits_without_redis == "open",
+            )
+        elif (shared := worker_env.shared_limits_path()) is not None:
+            from lingyun.admission.shared_limiter import SharedLimiter
+
+            limiter = SharedLimiter(
+                shared, owner=settings.instance_owner(), lease_s=settings.upstream_timeout_s + 60
             )
         else:
             limiter = LocalLimiter()

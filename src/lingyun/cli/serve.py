@@ -1,4 +1,5 @@
-"""``lingyun serve``: the gateway, its replicas and the API in one process."""
+"""``lingyun serve``: the gateway, its replicas and the API in one process, or in several
+(``--workers N``: a supervisor and N gateway processes on one port, ``serving/workers.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from lingyun.cli.common import ConfigOpt, DatabaseUrlOpt, DataDirOpt, settings_from
+from lingyun.cli.common import ConfigOpt, DatabaseUrlOpt, DataDirOpt, fail, settings_from
+from lingyun.serving.workers import WorkerPool, worker_count
 
 
 def serve(
@@ -41,14 +43,17 @@ def serve(
             "e.g. http://127.0.0.1:4318. Off by default.",
         ),
     ] = None,
+    workers: Annotated[
+        str,
+        typer.Option(
+            "--workers",
+            help="Gateway processes on the one port: a number, or auto (one per CPU). They "
+            "share limits, leases and the ledger; one of them runs the replicas.",
+        ),
+    ] = "1",
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Serve the OpenAI-compatible API and start every declared deployment's replicas."""
-    import uvicorn  # the server's imports are for `serve` alone: other verbs start faster
-
-    from lingyun.app import create_app
-    from lingyun.observability.request_id import install_log_context
-
     settings = settings_from(
         config,
         data_dir,
@@ -59,15 +64,20 @@ def serve(
         ray_address=ray_address,
         otlp_endpoint=otlp_endpoint,
     )
-    install_log_context()  # every line names the request it was written for
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
-    )
-    # Health probes and the relay log every request at INFO; keep the server log readable.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # the banner says what matters
+    configure_logging(log_level)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        count = worker_count(workers)
+    except ValueError as exc:
+        fail(str(exc))
+    if count > 1:
+        # Before anything imports prometheus-client: the workers inherit the environment.
+        raise typer.Exit(WorkerPool(settings, count, log_level).run())
+
+    import uvicorn  # the server's imports are for `serve` alone: other verbs start faster
+
+    from lingyun.app import create_app
+
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -76,3 +86,16 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def configure_logging(log_level: str) -> None:
+    from lingyun.observability.request_id import install_log_context
+
+    install_log_context()  # every line names the request it was written for
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
+    )
+    # Health probes and the relay log every request at INFO; keep the server log readable.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the banner says what matters

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from lingyun.console import auth, keys, members, ops, ops_platform, ops_tenant, tenant
 from lingyun.console.context import HERE
 from lingyun.console.setup import SetupGate, banner, print_banner
+from lingyun.serving import worker_env
 from lingyun.store.db import Database
 from lingyun.tenancy.login_limit import LoginLimiter
 
@@ -41,7 +42,8 @@ def install(app: FastAPI) -> None:
 async def start(app: FastAPI, db: Database, host: str, port: int, models: list[str]) -> None:
     gate: SetupGate = app.state.console_setup
     token = await gate.open_if_empty(db)
-    print_banner(banner(host, port, token, models))
+    if worker_env.slot() in (None, 0):  # one banner, however many workers
+        print_banner(banner(host, port, token, models))
 
 
 __all__ = ["install", "router", "start"]

@@ -1,8 +1,9 @@
 """First start: with no user at all, ``lingyun serve`` prints a one-time setup link.
 
-The token lives in this process only: it is valid until used (or until the server stops;
-the next start prints a new one while there is still no user). Using it creates the first
-platform admin and signs them in. Once any user exists, no setup link is made.
+The token lives in this process only (with ``--workers N``, in each worker: the supervisor
+gives them one token, and worker 0 prints the link): it is valid until used (or until the
+server stops; the next start prints a new one while there is still no user). Using it
+creates the first platform admin and signs them in. Once any user exists, no setup link is made.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import secrets
 import sys
 
 from lingyun import __version__
+from lingyun.serving import worker_env
 from lingyun.store.db import Database
 from lingyun.tenancy.users import UserService
 
@@ -27,7 +29,7 @@ class SetupGate:
         if await UserService(db).list_users():
             self.token = None
         else:
-            self.token = secrets.token_urlsafe(24)
+            self.token = worker_env.setup_token() or secrets.token_urlsafe(24)
         return self.token
 
     def valid(self, token: str | None) -> bool:
