@@ -18,7 +18,7 @@ import openai
 import pytest
 from sqlalchemy import select
 
-from lingyun.store.ledger import LedgerEntry, Reservation
+from lingyun.store.ledger import CreditLease, LedgerEntry, Reservation
 from tests.metering.test_billing_server import _db_query
 from tests.support.fault_load import Load, steady, until
 from tests.support.private_services import PrivatePostgres, private_postgres
@@ -49,7 +49,8 @@ def test_a_database_outage_under_load_loses_no_charge_and_answers_503(
     try:
         load, restarted_at = asyncio.run(_outage(server, key, pg))
         # settlements that waited out the outage land; then the ledger is complete
-        _poll(lambda: not _open_reservations(pg), "every reservation settled")
+        # (a lease goes back only once every request it covered is folded into the ledger)
+        _poll(lambda: not _held(pg), "every reservation settled and every lease back")
         entries = _db_query(
             pg.url,
             select(
@@ -110,8 +111,10 @@ async def _outage(server: LingyunServer, key: str, pg: PrivatePostgres) -> tuple
     return load, restarted_at
 
 
-def _open_reservations(pg: PrivatePostgres) -> list[tuple[object, ...]]:
-    return _db_query(pg.url, select(Reservation.request_id).where(Reservation.state == "open"))
+def _held(pg: PrivatePostgres) -> list[tuple[object, ...]]:
+    """Open reservations and credit leases: what still holds money."""
+    opened = select(Reservation.request_id).where(Reservation.state == "open")
+    return _db_query(pg.url, opened) + _db_query(pg.url, select(CreditLease.lease_id))
 
 
 def _poll(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
