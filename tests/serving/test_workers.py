@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 
 from lingyun.serving.worker_env import SLOT_ENV
 from lingyun.store.db import Database
-from lingyun.store.ledger import Account, LedgerEntry, Reservation
+from lingyun.store.ledger import Account, CreditLease, LedgerEntry, Reservation
 from lingyun.store.serving import ServingLeaseRow
 from tests.support.databases import fresh_sqlite
 from tests.support.server import LingyunServer
@@ -243,9 +243,11 @@ def test_kill_9_of_a_worker_mid_stream_charges_each_stream_once(
         # The supervisor restarts the slot; the new process replays its delivery log.
         _until("a restarted worker", lambda: _workers(server).get(victim, None) is not None
                and _workers(server)[victim].pid != victim_pid)  # fmt: skip
-        _until("no open reservation", lambda: _query(
+        # nothing holds money any more: no open reservation, and every lease back (a lease
+        # goes back only once each request it covered is folded into the ledger)
+        _until("nothing held", lambda: _query(
             url, select(func.count()).select_from(Reservation).where(Reservation.state == "open")
-        )[0][0] == 0)  # fmt: skip
+        )[0][0] == 0 and _query(url, select(func.count()).select_from(CreditLease))[0][0] == 0)  # fmt: skip
         assert _replica_pids(server) == replicas_before  # a follower's restart left it alone
 
         entries = _query(
