@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.batch.conftest import BatchServer, chat_line, jsonl, read_lines, wait_batch
-from tests.support.server import LINGYUN
+from tests.support.cli_fork import run_cli
 
 
 def _upload(server: BatchServer, lines: list[dict[str, object]]) -> str:
@@ -182,14 +182,9 @@ def test_cli_create_wait_list_show_download(batch_server: BatchServer, tmp_path:
     env = {**os.environ, "LINGYUN_BASE_URL": server.base_url, "LINGYUN_API_KEY": batch_server.key}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*LINGYUN, "batches", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=True,
-        )
+        done = run_cli(["batches", *args], env=env, timeout=120)
+        done.check_returncode()
+        return done
 
     created = json.loads(
         cli("create", str(src), "--endpoint", "/v1/chat/completions", "--wait", "--json").stdout
@@ -200,11 +195,5 @@ def test_cli_create_wait_list_show_download(batch_server: BatchServer, tmp_path:
     cli("download", created["id"], "--out", str(tmp_path / "out"))
     got = (tmp_path / "out" / f"{created['id']}_output.jsonl").read_text().splitlines()
     assert sorted(json.loads(x)["custom_id"] for x in got) == sorted(f"cli{i}" for i in range(20))
-    bad = subprocess.run(
-        [*LINGYUN, "batches", "show", "batch_nope"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    bad = run_cli(["batches", "show", "batch_nope"], env=env)
     assert bad.returncode == 1 and "404" in bad.stderr

@@ -36,7 +36,8 @@ class World:
 def world(
     module_database_url: str, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    adapter = build_lora_adapter(tiny_model_dir, tmp_path_factory.mktemp("lora") / "a")
+    # Built once for both databases' runs of this module: the same adapter, the same answers.
+    adapter = build_lora_adapter(tiny_model_dir, tmp_path_factory.getbasetemp() / "lora-a")
     server = LingyunServer(
         data_dir=Path(tmp_path_factory.mktemp("adapters")),
         database_url=module_database_url,

@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from tests.support import replicas
+from tests.support.cli_fork import run_cli
 from tests.support.databases import fresh_sqlite
 from tests.support.server import LINGYUN, LingyunServer
 from tests.support.standins import running
@@ -242,11 +243,10 @@ def test_a_deployment_reaching_for_secrets_is_refused_at_load(
 
 
 def test_lingyun_deploy_refuses_a_foreign_variable(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*LINGYUN, "deploy", "evil", "--engine", "openai-compatible",
+    result = run_cli(
+        ["deploy", "evil", "--engine", "openai-compatible",
          "--base-url", "http://127.0.0.1:9/v1", "--api-key-env", "PGPASSWORD",
          "--data-dir", str(tmp_path), "--database-url", fresh_sqlite(tmp_path)],
-        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0
     assert "api_key_env 'PGPASSWORD' is not allowed" in result.stdout + result.stderr
