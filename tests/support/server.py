@@ -18,8 +18,6 @@ import httpx
 import openai
 import yaml
 
-from tests.support.cli_fork import run_cli
-
 LINGYUN = [sys.executable, "-m", "lingyun.cli.main"]
 
 
@@ -58,8 +56,13 @@ class LingyunServer:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a ``lingyun`` verb against this server's data."""
-        # Forked from a helper that has the CLI imported: a process of its own, minus the imports.
-        result = run_cli([*args, *self._common()], env={**os.environ, **self.env}, timeout=60)
+        result = subprocess.run(
+            [*LINGYUN, *args, *self._common()],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.env},
+            timeout=60,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"lingyun {' '.join(args)} failed:\n{result.stderr}")
         return result
