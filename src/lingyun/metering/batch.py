@@ -31,7 +31,7 @@ from lingyun.store.models import utcnow
 # Core statements (on the tables, not the ORM classes): executemany, no identity-map work.
 _ACCOUNTS_TABLE = cast(Table, Account.__table__)
 _ACCOUNTS = _ACCOUNTS_TABLE.c
-_ACCOUNT_DELTA = (
+ACCOUNT_DELTA = (
     update(_ACCOUNTS_TABLE)
     .where(_ACCOUNTS.tenant_id == bindparam("t"))
     .values(
@@ -71,7 +71,8 @@ class BillingScopes:
         )
 
 
-def _insert(session: Session, table: Any) -> Any:
+def insert_for(session: Session, table: Any) -> Any:
+    """This session's dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL)."""
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
@@ -82,7 +83,7 @@ def ensure_accounts(session: Session, tenant_ids: Iterable[str]) -> dict[str, Ac
     if not ids:
         return {}
     session.execute(
-        _insert(session, Account).on_conflict_do_nothing(index_elements=["tenant_id"]),
+        insert_for(session, Account).on_conflict_do_nothing(index_elements=["tenant_id"]),
         [{"tenant_id": t, "balance": ZERO, "reserved": ZERO} for t in ids],
     )
     rows = session.scalars(
@@ -102,11 +103,11 @@ class _Funds:
     held: Decimal = ZERO  # reserved by this batch
 
 
-def _funds(session: Session, tenants: set[str], scopes: BillingScopes) -> dict[str, _Funds]:
+def locked_funds(session: Session, tenants: set[str], scopes: BillingScopes) -> dict[str, _Funds]:
     missing = tenants - scopes.accounts
     if missing:
         session.connection().execute(
-            _insert(session, Account).on_conflict_do_nothing(index_elements=["tenant_id"]),
+            insert_for(session, Account).on_conflict_do_nothing(index_elements=["tenant_id"]),
             [{"tenant_id": t, "balance": ZERO, "reserved": ZERO} for t in sorted(missing)],
         )
         scopes.accounts |= missing
@@ -119,7 +120,7 @@ def _funds(session: Session, tenants: set[str], scopes: BillingScopes) -> dict[s
     return {t: _Funds(b, r, f) for t, b, r, f in rows}
 
 
-def _periods(
+def locked_periods(
     session: Session, scopes: set[tuple[str, str]], period: str
 ) -> dict[tuple[str, str], tuple[Decimal, BudgetPeriod]]:
     """(limit, this period's row, locked) for each of these scopes that has a budget."""
@@ -133,7 +134,7 @@ def _periods(
     if not limits:
         return {}
     session.execute(
-        _insert(session, BudgetPeriod).on_conflict_do_nothing(
+        insert_for(session, BudgetPeriod).on_conflict_do_nothing(
             index_elements=["scope", "scope_id", "period"]
         ),
         [{"scope": s, "scope_id": i, "period": period} for s, i in limits],
@@ -161,12 +162,12 @@ def apply_reserves(
     if scopes is None:
         scopes = BillingScopes()
         scopes.load(session)
-    funds = _funds(session, {h.tenant_id for h in holds}, scopes)
+    funds = locked_funds(session, {h.tenant_id for h in holds}, scopes)
     budgets: dict[tuple[str, str], tuple[Decimal, BudgetPeriod]] = {}
     for period in {h.period for h in holds}:
         wanted = {("tenant", h.tenant_id) for h in holds if h.period == period}
         wanted |= {("project", h.project_id) for h in holds if h.period == period}
-        budgets.update(_periods(session, wanted & scopes.budgets, period))
+        budgets.update(locked_periods(session, wanted & scopes.budgets, period))
     quota_tenants = {h.tenant_id for h in holds} & scopes.quota_tenants
     quotas: list[FreeQuota] = []
     if quota_tenants:
@@ -190,7 +191,7 @@ def apply_reserves(
     admitted = [h for h, o in zip(holds, outcomes, strict=True) if o is None]
     if admitted:
         session.connection().execute(
-            _insert(session, Reservation),
+            insert_for(session, Reservation),
             [
                 {
                     "request_id": h.request_id,
@@ -218,7 +219,7 @@ def apply_reserves(
             {"t": t, "charge": ZERO, "held": f.held, "now": now} for t, f in funds.items() if f.held
         ]
         if held:
-            session.connection().execute(_ACCOUNT_DELTA, held)
+            session.connection().execute(ACCOUNT_DELTA, held)
     return outcomes
 
 
@@ -306,20 +307,20 @@ def apply_settles(session: Session, settlements: Sequence[Settlement]) -> int:
             used, held = per_quota[h.quota_id]
             per_quota[h.quota_id] = (used + free, held + h.free_tokens)
         if s.reached_engine:
-            rows.append(_ledger_row(s, charge, free, now))
+            rows.append(ledger_row(s, charge, free, now))
     if rows:
         session.connection().execute(
-            _insert(session, LedgerEntry).on_conflict_do_nothing(index_elements=["entry_key"]),
+            insert_for(session, LedgerEntry).on_conflict_do_nothing(index_elements=["entry_key"]),
             rows,
         )
     session.connection().execute(
-        _ACCOUNT_DELTA,
+        ACCOUNT_DELTA,
         [
             {"t": t, "charge": c, "held": -r, "now": now}
-            for t, (c, r) in sorted(per_tenant.items())  # the lock order of _funds
+            for t, (c, r) in sorted(per_tenant.items())  # the lock order of locked_funds
         ],
     )
-    _settle_budgets(session, per_budget)
+    settle_budgets(session, per_budget)
     for quota_id, (used, unheld) in sorted(per_quota.items()):
         session.execute(
             update(FreeQuota)
@@ -332,7 +333,7 @@ def apply_settles(session: Session, settlements: Sequence[Settlement]) -> int:
     return sum(1 for s in done if s.reached_engine)
 
 
-def _settle_budgets(
+def settle_budgets(
     session: Session, moves: dict[tuple[str, str, str], tuple[Decimal, Decimal]]
 ) -> None:
     """Move charges from reserved to spent in the periods the holds reserved against."""
@@ -351,7 +352,7 @@ def _settle_budgets(
         session.connection().execute(stmt, params)
 
 
-def _ledger_row(s: Settlement, charge: Decimal, free: int, now: datetime) -> dict[str, Any]:
+def ledger_row(s: Settlement, charge: Decimal, free: int, now: datetime) -> dict[str, Any]:
     h, p = s.hold, s.hold.prices
     return {
         "entry_key": h.request_id, "kind": "usage", "created_at": now,

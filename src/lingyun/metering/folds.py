@@ -16,7 +16,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from lingyun.metering import lease_rows
-from lingyun.metering.batch import _ACCOUNT_DELTA, _insert, _ledger_row, _settle_budgets
+from lingyun.metering.batch import ACCOUNT_DELTA, insert_for, ledger_row, settle_budgets
 from lingyun.metering.holds import Settlement
 from lingyun.metering.money import ZERO
 from lingyun.store.ledger import LedgerEntry
@@ -32,8 +32,8 @@ def fold(session: Session, settlements: Sequence[Settlement]) -> int:
         return 0
     now = utcnow()
     charges = {rid: s.charge() for rid, s in todo.items()}
-    rows = [_ledger_row(s, charges[rid], 0, now) for rid, s in todo.items()]
-    insert = _insert(session, LedgerEntry).on_conflict_do_nothing(index_elements=["entry_key"])
+    rows = [ledger_row(s, charges[rid], 0, now) for rid, s in todo.items()]
+    insert = insert_for(session, LedgerEntry).on_conflict_do_nothing(index_elements=["entry_key"])
     won = set(session.connection().scalars(insert.returning(LedgerEntry.entry_key), rows))
     per_lease: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for rid in won:
@@ -58,6 +58,6 @@ def fold(session: Session, settlements: Sequence[Settlement]) -> int:
         if c or u
     ]
     if params:
-        session.connection().execute(_ACCOUNT_DELTA, params)
-    _settle_budgets(session, {k: v for k, v in per_budget.items() if v != (ZERO, ZERO)})
+        session.connection().execute(ACCOUNT_DELTA, params)
+    settle_budgets(session, {k: v for k, v in per_budget.items() if v != (ZERO, ZERO)})
     return len(won)

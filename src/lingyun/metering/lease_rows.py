@@ -19,7 +19,13 @@ from sqlalchemy.orm import Session
 
 from lingyun.errors import InsufficientQuotaError
 from lingyun.metering import refusals
-from lingyun.metering.batch import _ACCOUNT_DELTA, BillingScopes, _funds, _insert, _periods
+from lingyun.metering.batch import (
+    ACCOUNT_DELTA,
+    BillingScopes,
+    insert_for,
+    locked_funds,
+    locked_periods,
+)
 from lingyun.metering.money import STORED, ZERO
 from lingyun.store.ledger import Account, BudgetPeriod, CreditLease
 from lingyun.store.models import utcnow
@@ -55,14 +61,14 @@ class Ask:
 
 def grow(session: Session, ask: Ask, scopes: BillingScopes) -> Decimal | InsufficientQuotaError:
     """Reserve more money for a lease; answers the amount granted, or the refusal."""
-    funds = _funds(session, {ask.tenant_id}, scopes)[ask.tenant_id]
+    funds = locked_funds(session, {ask.tenant_id}, scopes)[ask.tenant_id]
     if funds.free_only:
         return refusals.free_only()
     available = funds.balance - funds.reserved
     if available < ask.need:
         return refusals.balance(available + ask.left, ask.currency)
     room = available
-    periods = _periods(session, set(ask.budgets), ask.period)
+    periods = locked_periods(session, set(ask.budgets), ask.period)
     for limit, row in periods.values():
         budget_room = limit - row.spent - row.reserved
         if budget_room < ask.need:
@@ -72,11 +78,11 @@ def grow(session: Session, ask: Ask, scopes: BillingScopes) -> Decimal | Insuffi
     grant = max(ask.need, min(ask.want, share))
     now = utcnow()
     session.connection().execute(
-        _ACCOUNT_DELTA, [{"t": ask.tenant_id, "charge": ZERO, "held": grant, "now": now}]
+        ACCOUNT_DELTA, [{"t": ask.tenant_id, "charge": ZERO, "held": grant, "now": now}]
     )
     for _, row in periods.values():
         row.reserved += grant  # locked ORM rows: flushed with the transaction
-    insert = _insert(session, CreditLease)
+    insert = insert_for(session, CreditLease)
     session.execute(
         insert.values(
             lease_id=ask.lease_id, owner=ask.owner, tenant_id=ask.tenant_id,
@@ -170,7 +176,7 @@ def release(session: Session, leases: list[CreditLease]) -> None:
         {"t": t, "charge": ZERO, "held": -amount, "now": now} for t, amount in sorted(held.items())
     ]
     if params:
-        session.connection().execute(_ACCOUNT_DELTA, params)
+        session.connection().execute(ACCOUNT_DELTA, params)
     session.execute(
         delete(CreditLease).where(CreditLease.lease_id.in_([x.lease_id for x in leases]))
     )
